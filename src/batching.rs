@@ -1,0 +1,123 @@
+//! Length-sorted batching: sequences of similar length go together so that padding is
+//! small, batches respect both a sequence count and a padded-token budget, and results
+//! come back in input order.
+
+use candle_core::{Device, Tensor};
+use tokenizers::Encoding;
+
+use crate::error::{Error, Result};
+use crate::models::bert::EncoderInput;
+use crate::models::InputScheme;
+
+/// Groups sequence indices into batches, longest first. A batch holds at most
+/// `batch_size` sequences and, when `max_batch_tokens` is set, at most that many
+/// padded tokens (sequences x longest length); a single over-long sequence still
+/// forms a batch of its own.
+pub fn plan_batches(lengths: &[usize], batch_size: usize, max_batch_tokens: Option<usize>) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let budget = max_batch_tokens.unwrap_or(usize::MAX);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted longest first, so the batch's padded length is its first sequence's.
+        let padded_len = current.first().map_or(lengths[i], |&f| lengths[f]).max(1);
+        if !current.is_empty() && (current.len() >= batch_size || (current.len() + 1) * padded_len > budget) {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Pads the encodings of one batch into model inputs.
+pub fn make_input(encodings: &[&Encoding], scheme: InputScheme, pad_id: u32, device: &Device) -> Result<EncoderInput> {
+    let batch = encodings.len();
+    let seq_len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+    if batch == 0 || seq_len == 0 {
+        return Err(Error::invalid("cannot build an empty batch"));
+    }
+    let size = batch * seq_len;
+    let (mut ids, mut types, mut positions, mut mask) =
+        (vec![pad_id; size], vec![0u32; size], vec![0u32; size], vec![0f32; size]);
+    for (row, enc) in encodings.iter().enumerate() {
+        let base = row * seq_len;
+        for (j, (&id, &type_id)) in enc.get_ids().iter().zip(enc.get_type_ids()).enumerate() {
+            ids[base + j] = id;
+            if scheme.token_types {
+                types[base + j] = type_id;
+            }
+            mask[base + j] = 1.0;
+        }
+        for j in 0..seq_len {
+            positions[base + j] = match scheme.roberta_padding_idx {
+                None => j as u32,
+                Some(pad) if j < enc.len() => pad + 1 + j as u32,
+                Some(pad) => pad,
+            };
+        }
+    }
+    let shape = (batch, seq_len);
+    Ok(EncoderInput {
+        input_ids: Tensor::from_vec(ids, shape, device)?,
+        token_type_ids: Tensor::from_vec(types, shape, device)?,
+        position_ids: Tensor::from_vec(positions, shape, device)?,
+        attention_mask: Tensor::from_vec(mask, shape, device)?,
+    })
+}
+
+/// Runs `forward` (inputs -> (batch, width) f32) over length-sorted batches and returns
+/// the rows in input order, flattened (n * width). `on_batch` gets each batch's size.
+pub fn run_batched(
+    encodings: &[Encoding],
+    batch_size: usize,
+    max_batch_tokens: Option<usize>,
+    width: usize,
+    on_batch: &mut dyn FnMut(usize),
+    forward: &dyn Fn(&[&Encoding]) -> Result<Tensor>,
+) -> Result<Vec<f32>> {
+    if batch_size == 0 {
+        return Err(Error::invalid("batch_size must be a positive integer, got 0"));
+    }
+    let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
+    let mut out = vec![0f32; encodings.len() * width];
+    for batch in plan_batches(&lengths, batch_size, max_batch_tokens) {
+        let members: Vec<&Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
+        let rows = forward(&members)?.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+        for (&i, row) in batch.iter().zip(rows) {
+            if row.len() != width {
+                return Err(Error::invalid(format!("model returned {} values per row, expected {width}", row.len())));
+            }
+            out[i * width..(i + 1) * width].copy_from_slice(&row);
+        }
+        on_batch(batch.len());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_sorted_and_bounded() {
+        let lengths = [5, 50, 7, 49, 3, 100];
+        let batches = plan_batches(&lengths, 2, None);
+        assert_eq!(batches, vec![vec![5, 1], vec![3, 2], vec![0, 4]]);
+        // 100 tokens alone exceeds a 150 budget for two, so it goes alone.
+        let batches = plan_batches(&lengths, 8, Some(150));
+        assert_eq!(batches[0], vec![5]);
+        assert!(batches.iter().all(|b| b.len() * lengths[b[0]] <= 150 || b.len() == 1));
+        let mut all: Vec<usize> = batches.concat();
+        all.sort();
+        assert_eq!(all, (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn empty_input_has_no_batches() {
+        assert!(plan_batches(&[], 4, None).is_empty());
+    }
+}

@@ -1,0 +1,253 @@
+//! The cross-encoder: scores (query, document) pairs with a sequence-classification
+//! model, like sentence-transformers' `CrossEncoder`.
+
+use std::str::FromStr;
+
+use candle_core::Device;
+
+use crate::batching::{make_input, run_batched};
+use crate::device::parse_device;
+use crate::error::{Error, Result};
+use crate::models::{Family, InputScheme, ModelConfig, SequenceClassifier};
+use crate::source::{HubOptions, ModelSource};
+use crate::tokenize::{resolve_max_length, TextTokenizer};
+
+/// The function applied to the logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Sigmoid,
+    Identity,
+    Softmax,
+    Tanh,
+}
+
+impl FromStr for Activation {
+    type Err = Error;
+
+    /// Accepts short names (`"sigmoid"`) and the torch class paths that
+    /// sentence-transformers stores in config.json (`"torch.nn.modules.activation.Sigmoid"`).
+    fn from_str(s: &str) -> Result<Self> {
+        let name = s.rsplit('.').next().unwrap_or(s).to_ascii_lowercase();
+        match name.as_str() {
+            "sigmoid" => Ok(Self::Sigmoid),
+            "identity" | "none" | "linear" => Ok(Self::Identity),
+            "softmax" => Ok(Self::Softmax),
+            "tanh" => Ok(Self::Tanh),
+            _ => Err(Error::invalid(format!(
+                "unknown activation_fn {s:?}; expected \"sigmoid\", \"identity\", \"softmax\" or \"tanh\""
+            ))),
+        }
+    }
+}
+
+impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sigmoid => "sigmoid",
+            Self::Identity => "identity",
+            Self::Softmax => "softmax",
+            Self::Tanh => "tanh",
+        }
+    }
+
+    /// Applies the activation to each row of `num_labels` values.
+    pub fn apply(self, values: &mut [f32], num_labels: usize) {
+        match self {
+            Self::Identity => {}
+            Self::Sigmoid => values.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Self::Tanh => values.iter_mut().for_each(|v| *v = v.tanh()),
+            Self::Softmax => values.chunks_mut(num_labels).for_each(softmax),
+        }
+    }
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter_mut().map(|v| {
+        *v = (*v - max).exp();
+        *v
+    }).sum();
+    row.iter_mut().for_each(|v| *v /= sum);
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CrossEncoderOptions {
+    pub max_length: Option<usize>,
+    pub activation: Option<Activation>,
+    pub device: Option<String>,
+    pub hub: HubOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    pub batch_size: usize,
+    pub max_batch_tokens: Option<usize>,
+    /// `None`: the model's default activation.
+    pub activation: Option<Activation>,
+    /// Softmax over the labels after the activation (only when num_labels > 1).
+    pub apply_softmax: bool,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        Self { batch_size: 32, max_batch_tokens: None, activation: None, apply_softmax: false }
+    }
+}
+
+/// Scores for n pairs, row-major (n, num_labels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub values: Vec<f32>,
+    pub num_labels: usize,
+}
+
+pub struct CrossEncoder {
+    model: SequenceClassifier,
+    tokenizer: TextTokenizer,
+    scheme: InputScheme,
+    pad_id: u32,
+    num_labels: usize,
+    activation: Activation,
+    device: Device,
+}
+
+impl CrossEncoder {
+    pub fn load(name_or_path: &str, options: &CrossEncoderOptions) -> Result<Self> {
+        let device = parse_device(options.device.as_deref().unwrap_or("cpu"))?;
+        let source = ModelSource::resolve(name_or_path, &options.hub)?;
+        let config = ModelConfig::load(&source)?;
+        let (model, family): (SequenceClassifier, Family) =
+            SequenceClassifier::load(&source, &config, &device)?;
+        let limit = family.max_tokens(&config.encoder);
+        let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
+        let tokenizer = TextTokenizer::load(&source, family, max_length)?;
+        let num_labels = config.num_labels();
+        let activation = match options.activation {
+            Some(a) => a,
+            None => default_activation(&config, num_labels)?,
+        };
+        Ok(Self {
+            model,
+            tokenizer,
+            scheme: family.input_scheme(&config.encoder),
+            pad_id: config.encoder.pad_token_id,
+            num_labels,
+            activation,
+            device,
+        })
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.num_labels
+    }
+
+    pub fn max_length(&self) -> usize {
+        self.tokenizer.max_length()
+    }
+
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Token ids of each pair as the model sees them (after truncation).
+    pub fn tokenize(&self, pairs: &[(&str, &str)]) -> Result<Vec<Vec<u32>>> {
+        Ok(self.tokenizer.encode_pairs(pairs)?.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Raw logits, (n, num_labels), in input order.
+    pub fn logits(
+        &self,
+        pairs: &[(&str, &str)],
+        batch_size: usize,
+        max_batch_tokens: Option<usize>,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Scores> {
+        let encodings = self.tokenizer.encode_pairs(pairs)?;
+        let values = run_batched(&encodings, batch_size, max_batch_tokens, self.num_labels, on_batch, &|batch| {
+            let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
+            self.model.forward(&input)
+        })?;
+        Ok(Scores { values, num_labels: self.num_labels })
+    }
+
+    /// Scores with the activation (and optional softmax) applied, (n, num_labels).
+    pub fn predict(
+        &self,
+        pairs: &[(&str, &str)],
+        options: &PredictOptions,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Scores> {
+        let mut scores = self.logits(pairs, options.batch_size, options.max_batch_tokens, on_batch)?;
+        options.activation.unwrap_or(self.activation).apply(&mut scores.values, self.num_labels);
+        if options.apply_softmax && self.num_labels > 1 {
+            scores.values.chunks_mut(self.num_labels).for_each(softmax);
+        }
+        if let Some(i) = scores.values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!(
+                "the model produced a non-finite score for pair {} (are the weights corrupt?)",
+                i / self.num_labels
+            )));
+        }
+        Ok(scores)
+    }
+
+    /// Documents ranked by score, best first: `(document index, score)`. Ties keep input order.
+    pub fn rank(
+        &self,
+        query: &str,
+        documents: &[&str],
+        top_k: Option<usize>,
+        options: &PredictOptions,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<(usize, f32)>> {
+        if self.num_labels != 1 {
+            return Err(Error::invalid(format!(
+                "rank() needs a model with one output label; this one has {}",
+                self.num_labels
+            )));
+        }
+        let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
+        let scores = self.predict(&pairs, options, on_batch)?;
+        let mut ranked: Vec<(usize, f32)> = scores.values.into_iter().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(top_k.unwrap_or(usize::MAX));
+        Ok(ranked)
+    }
+}
+
+/// sentence-transformers' rule: `sentence_transformers.activation_fn` (or the older
+/// `sbert_ce_default_activation_function`) from config.json, else sigmoid for a single
+/// label and identity otherwise.
+fn default_activation(config: &ModelConfig, num_labels: usize) -> Result<Activation> {
+    let stored = config
+        .raw
+        .get("sentence_transformers")
+        .and_then(|st| st.get("activation_fn"))
+        .or_else(|| config.raw.get("sbert_ce_default_activation_function"))
+        .and_then(|v| v.as_str());
+    match stored {
+        Some(path) => path.parse(),
+        None if num_labels == 1 => Ok(Activation::Sigmoid),
+        None => Ok(Activation::Identity),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_names_parse() {
+        assert_eq!("torch.nn.modules.activation.Sigmoid".parse::<Activation>().unwrap(), Activation::Sigmoid);
+        assert_eq!("torch.nn.modules.linear.Identity".parse::<Activation>().unwrap(), Activation::Identity);
+        assert!("relu6".parse::<Activation>().is_err());
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one() {
+        let mut v = vec![1.0, 2.0, 3.0, -1000.0, 0.0, 1000.0];
+        Activation::Softmax.apply(&mut v, 3);
+        assert!((v[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((v[5] - 1.0).abs() < 1e-6 && v.iter().all(|x| x.is_finite()));
+    }
+}

@@ -1,0 +1,21 @@
+//! crossrank: re-ranking for retrieval pipelines. The core (this crate) runs without
+//! Python; the pyo3 bindings live in `python/` behind the `python` feature.
+
+pub mod batching;
+pub mod bi_encoder;
+pub mod cross_encoder;
+pub mod device;
+pub mod error;
+pub mod models;
+pub mod similarity;
+pub mod source;
+pub mod tokenize;
+pub mod weights;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use bi_encoder::{BiEncoder, BiEncoderOptions, Embeddings, Pooling};
+pub use cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores};
+pub use error::{Error, Result};
+pub use source::HubOptions;

@@ -1,0 +1,270 @@
+//! BERT encoder and `BertForSequenceClassification`, as in transformers' `modeling_bert.py`.
+//!
+//! The encoder also serves XLM-RoBERTa (same layers; only position ids and the head
+//! differ, see `xlm_roberta.rs`). Query, key and value projections are fused into one
+//! matrix at load time so that each layer does one GEMM for them instead of three.
+
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenAct {
+    Gelu,
+    GeluNew,
+    GeluPytorchTanh,
+    Relu,
+}
+
+fn default_hidden_act() -> HiddenAct {
+    HiddenAct::Gelu
+}
+fn default_type_vocab_size() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+
+/// The fields of `config.json` the encoder needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: HiddenAct,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: u32,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(kind) = &self.position_embedding_type {
+            if kind != "absolute" {
+                return Err(Error::invalid(format!(
+                    "position_embedding_type {kind:?} is not supported; only \"absolute\""
+                )));
+            }
+        }
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::invalid(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One padded batch, all `(batch, seq_len)`: ids as u32, the attention mask as f32 (1 = token).
+pub struct EncoderInput {
+    pub input_ids: Tensor,
+    pub token_type_ids: Tensor,
+    pub position_ids: Tensor,
+    pub attention_mask: Tensor,
+}
+
+/// `x @ w^T + b` as one GEMM over all tokens, whatever the leading dimensions.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
+        Ok(Self { weight_t: weight.t()?.contiguous()?, bias })
+    }
+
+    pub fn load(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Self::new(vb.get((out_dim, in_dim), "weight")?, vb.get(out_dim, "bias")?)
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim;
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("tensor has at least one dim") = self.weight_t.dim(1)?;
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    layer_norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
+        let h = c.hidden_size;
+        Ok(Self {
+            word: Embedding::new(vb.get((c.vocab_size, h), "word_embeddings.weight")?, h),
+            position: Embedding::new(
+                vb.get((c.max_position_embeddings, h), "position_embeddings.weight")?,
+                h,
+            ),
+            token_type: Embedding::new(
+                vb.get((c.type_vocab_size, h), "token_type_embeddings.weight")?,
+                h,
+            ),
+            layer_norm: layer_norm(h, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
+        let x = self.word.forward(&input.input_ids)?;
+        let x = (x + self.position.forward(&input.position_ids)?)?;
+        let x = (x + self.token_type.forward(&input.token_type_ids)?)?;
+        Ok(self.layer_norm.forward(&x)?)
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    num_heads: usize,
+    head_dim: usize,
+    act: HiddenAct,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
+        let h = c.hidden_size;
+        let attn = vb.pp("attention");
+        let sa = attn.pp("self");
+        let weight = Tensor::cat(
+            &[
+                sa.get((h, h), "query.weight")?,
+                sa.get((h, h), "key.weight")?,
+                sa.get((h, h), "value.weight")?,
+            ],
+            0,
+        )?;
+        let bias =
+            Tensor::cat(&[sa.get(h, "query.bias")?, sa.get(h, "key.bias")?, sa.get(h, "value.bias")?], 0)?;
+        Ok(Self {
+            qkv: Linear::new(weight, bias)?,
+            attention_out: Linear::load(h, h, attn.pp("output.dense"))?,
+            attention_norm: layer_norm(h, c.layer_norm_eps, attn.pp("output.LayerNorm"))?,
+            intermediate: Linear::load(h, c.intermediate_size, vb.pp("intermediate.dense"))?,
+            output: Linear::load(c.intermediate_size, h, vb.pp("output.dense"))?,
+            output_norm: layer_norm(h, c.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+            num_heads: c.num_attention_heads,
+            head_dim: h / c.num_attention_heads,
+            act: c.hidden_act,
+        })
+    }
+
+    /// `x`: (batch, seq, hidden); `mask_bias`: (batch, 1, 1, seq), 0 for tokens and a
+    /// large negative number for padding.
+    fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let (b, l, h) = x.dims3()?;
+        let qkv = self.qkv.forward(x)?.reshape((b, l, 3, self.num_heads, self.head_dim))?;
+        let heads = |i: usize| -> Result<Tensor> { Ok(qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?) };
+        let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
+
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+
+        let x = self.attention_norm.forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let inner = self.intermediate.forward(&x)?;
+        let inner = match self.act {
+            HiddenAct::Gelu => inner.gelu_erf()?,
+            HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => inner.gelu()?,
+            HiddenAct::Relu => inner.relu()?,
+        };
+        Ok(self.output_norm.forward(&(self.output.forward(&inner)? + x)?)?)
+    }
+}
+
+/// The transformer encoder: embeddings then `num_hidden_layers` layers.
+pub struct BertModel {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pub config: Config,
+}
+
+impl BertModel {
+    /// `vb` points at the encoder (the `bert.` / `roberta.` prefix already applied).
+    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+        config.validate()?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { embeddings: Embeddings::load(vb.pp("embeddings"), config)?, layers, config: config.clone() })
+    }
+
+    /// Returns the last hidden state, (batch, seq, hidden).
+    pub fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
+        let (b, l) = input.attention_mask.dims2()?;
+        // HF: (1 - mask) * finfo.min; exp() of it is exactly 0 for padded keys.
+        let mask_bias = ((1.0 - &input.attention_mask)? * f32::MIN as f64)?
+            .to_dtype(DType::F32)?
+            .reshape((b, 1, 1, l))?;
+        let mut x = self.embeddings.forward(input)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &mask_bias)?;
+        }
+        Ok(x)
+    }
+}
+
+/// The first token's hidden state, (batch, hidden).
+pub fn cls_token(hidden: &Tensor) -> Result<Tensor> {
+    Ok(hidden.narrow(1, 0, 1)?.squeeze(1)?)
+}
+
+/// `BertForSequenceClassification`: encoder, pooler (dense + tanh on [CLS]), classifier.
+pub struct BertForSequenceClassification {
+    pub bert: BertModel,
+    pooler: Linear,
+    classifier: Linear,
+}
+
+impl BertForSequenceClassification {
+    /// `vb` is the checkpoint root; `prefix` is where the encoder lives (`"bert"` or `""`).
+    pub fn load(vb: VarBuilder, prefix: &str, config: &Config, num_labels: usize) -> Result<Self> {
+        let encoder_vb = if prefix.is_empty() { vb.clone() } else { vb.pp(prefix) };
+        let h = config.hidden_size;
+        Ok(Self {
+            bert: BertModel::load(encoder_vb.clone(), config)?,
+            pooler: Linear::load(h, h, encoder_vb.pp("pooler.dense"))?,
+            classifier: Linear::load(h, num_labels, vb.pp("classifier"))?,
+        })
+    }
+
+    /// Logits, (batch, num_labels).
+    pub fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
+        let hidden = self.bert.forward(input)?;
+        let pooled = self.pooler.forward(&cls_token(&hidden)?)?.tanh()?;
+        self.classifier.forward(&pooled)
+    }
+}
+

@@ -1,0 +1,186 @@
+//! Model definitions (one per file) and the table of supported architectures.
+
+pub mod bert;
+pub mod xlm_roberta;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::error::{Error, Result};
+use crate::source::ModelSource;
+use crate::weights::load_weights;
+use bert::{BertForSequenceClassification, BertModel, Config, EncoderInput};
+use xlm_roberta::XLMRobertaForSequenceClassification;
+
+pub const SUPPORTED_CLASSIFIERS: &str =
+    "BertForSequenceClassification, XLMRobertaForSequenceClassification";
+
+/// The encoder family, which decides position ids, token types and weight prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Bert,
+    XlmRoberta,
+}
+
+impl Family {
+    fn weight_prefixes(self) -> &'static [&'static str] {
+        match self {
+            Family::Bert => &["bert", ""],
+            Family::XlmRoberta => &["roberta", ""],
+        }
+    }
+
+    /// Positions usable by tokens: RoBERTa's position table starts past the padding index.
+    pub fn max_tokens(self, config: &Config) -> usize {
+        match self {
+            Family::Bert => config.max_position_embeddings,
+            Family::XlmRoberta => {
+                config.max_position_embeddings.saturating_sub(config.pad_token_id as usize + 1)
+            }
+        }
+    }
+
+    pub fn input_scheme(self, config: &Config) -> InputScheme {
+        match self {
+            Family::Bert => InputScheme { roberta_padding_idx: None, token_types: true },
+            // transformers' XLM-R tokenizers send no token_type_ids: the model uses zeros.
+            Family::XlmRoberta => {
+                InputScheme { roberta_padding_idx: Some(config.pad_token_id), token_types: false }
+            }
+        }
+    }
+}
+
+/// How padded inputs are laid out for a family (see `batching::make_input`).
+#[derive(Debug, Clone, Copy)]
+pub struct InputScheme {
+    /// RoBERTa numbers tokens from `padding_idx + 1`; padding gets `padding_idx`.
+    pub roberta_padding_idx: Option<u32>,
+    pub token_types: bool,
+}
+
+/// The parsed `config.json` of a checkpoint.
+pub struct ModelConfig {
+    pub encoder: Config,
+    pub raw: serde_json::Value,
+    pub architectures: Vec<String>,
+    pub model_type: Option<String>,
+}
+
+impl ModelConfig {
+    pub fn load(source: &ModelSource) -> Result<Self> {
+        let (path, raw) = source.json("config.json")?.ok_or_else(|| {
+            Error::NotFound(format!("model {} has no config.json", source.describe()))
+        })?;
+        let encoder: Config = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::bad_file(&path, format!("not a usable BERT/XLM-R config: {e}")))?;
+        let architectures = raw
+            .get("architectures")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let model_type = raw.get("model_type").and_then(|s| s.as_str()).map(str::to_string);
+        Ok(Self { encoder, raw, architectures, model_type })
+    }
+
+    /// As transformers: the size of `id2label` if present, else `num_labels`, else 2.
+    pub fn num_labels(&self) -> usize {
+        if let Some(map) = self.raw.get("id2label").and_then(|m| m.as_object()) {
+            return map.len();
+        }
+        self.raw.get("num_labels").and_then(|n| n.as_u64()).map(|n| n as usize).unwrap_or(2)
+    }
+
+    /// The encoder family from `model_type`, for checkpoints used as bi-encoders.
+    pub fn family(&self) -> Result<Family> {
+        match self.model_type.as_deref() {
+            Some("bert") | None => Ok(Family::Bert),
+            Some("xlm-roberta") | Some("roberta") => Ok(Family::XlmRoberta),
+            Some(other) => Err(Error::UnsupportedArchitecture {
+                found: other.to_string(),
+                supported: "model_type bert, roberta, xlm-roberta".to_string(),
+            }),
+        }
+    }
+}
+
+fn var_builder(source: &ModelSource, device: &Device) -> Result<VarBuilder<'static>> {
+    Ok(VarBuilder::from_tensors(load_weights(source)?, DType::F32, device))
+}
+
+/// A checkpoint with a sequence-classification head: the cross-encoder's model.
+pub enum SequenceClassifier {
+    Bert(BertForSequenceClassification),
+    XlmRoberta(XLMRobertaForSequenceClassification),
+}
+
+impl SequenceClassifier {
+    pub fn load(source: &ModelSource, config: &ModelConfig, device: &Device) -> Result<(Self, Family)> {
+        let arch = config.architectures.first().cloned().unwrap_or_default();
+        let family = match arch.as_str() {
+            "BertForSequenceClassification" => Family::Bert,
+            "XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification" => {
+                Family::XlmRoberta
+            }
+            _ => {
+                return Err(Error::UnsupportedArchitecture {
+                    found: if arch.is_empty() { "<none in config.json>".into() } else { arch },
+                    supported: SUPPORTED_CLASSIFIERS.to_string(),
+                })
+            }
+        };
+        let vb = var_builder(source, device)?;
+        let weights_have = |k: &str| vb.contains_tensor(k);
+        let num_labels = config.num_labels();
+        let model = match family {
+            Family::Bert => {
+                let prefix = find_prefix(&weights_have, family)?;
+                Self::Bert(BertForSequenceClassification::load(vb, &prefix, &config.encoder, num_labels)?)
+            }
+            Family::XlmRoberta => {
+                let prefix = find_prefix(&weights_have, family)?;
+                Self::XlmRoberta(XLMRobertaForSequenceClassification::load(
+                    vb,
+                    &prefix,
+                    &config.encoder,
+                    num_labels,
+                )?)
+            }
+        };
+        Ok((model, family))
+    }
+
+    pub fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
+        match self {
+            Self::Bert(m) => m.forward(input),
+            Self::XlmRoberta(m) => m.forward(input),
+        }
+    }
+}
+
+fn find_prefix(has: &dyn Fn(&str) -> bool, family: Family) -> Result<String> {
+    for prefix in family.weight_prefixes() {
+        let key = if prefix.is_empty() {
+            "embeddings.word_embeddings.weight".to_string()
+        } else {
+            format!("{prefix}.embeddings.word_embeddings.weight")
+        };
+        if has(&key) {
+            return Ok(prefix.to_string());
+        }
+    }
+    Err(Error::invalid(format!(
+        "the weights have no encoder embeddings (looked for embeddings.word_embeddings.weight \
+         under the prefixes {:?})",
+        family.weight_prefixes()
+    )))
+}
+
+/// A bare encoder, for the bi-encoder: any checkpoint of a supported family, head ignored.
+pub fn load_encoder(source: &ModelSource, config: &ModelConfig, device: &Device) -> Result<(BertModel, Family)> {
+    let family = config.family()?;
+    let vb = var_builder(source, device)?;
+    let prefix = find_prefix(&|k| vb.contains_tensor(k), family)?;
+    let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
+    Ok((BertModel::load(vb, &config.encoder)?, family))
+}

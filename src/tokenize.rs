@@ -1,0 +1,144 @@
+//! Tokenization as Hugging Face does it: `tokenizer.json` with its baked-in padding and
+//! truncation replaced by ours (longest-first truncation to `max_length`, no padding:
+//! batches are padded later, per batch), or a WordPiece tokenizer built from `vocab.txt`.
+
+use rayon::prelude::*;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{
+    Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+use crate::error::{Error, Result};
+use crate::models::Family;
+use crate::source::ModelSource;
+
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_length: usize,
+}
+
+impl TextTokenizer {
+    pub fn load(source: &ModelSource, family: Family, max_length: usize) -> Result<Self> {
+        let mut inner = if let Some(path) = source.file("tokenizer.json")? {
+            Tokenizer::from_file(&path)
+                .map_err(|e| Error::bad_file(&path, format!("not a valid tokenizer.json: {e}")))?
+        } else if family == Family::Bert {
+            wordpiece_from_vocab(source)?
+        } else {
+            return Err(Error::NotFound(format!(
+                "model {} has no tokenizer.json (needed for XLM-RoBERTa models)",
+                source.describe()
+            )));
+        };
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::invalid(format!("max_length {max_length}: {e}")))?;
+        Ok(Self { inner, max_length })
+    }
+
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
+        pairs
+            .par_iter()
+            .map(|&(a, b)| {
+                self.inner.encode_fast((a, b), true).map_err(|e| {
+                    Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
+                })
+            })
+            .collect()
+    }
+
+    pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
+        texts
+            .par_iter()
+            .map(|&t| {
+                self.inner.encode_fast(t, true).map_err(|e| {
+                    Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
+                })
+            })
+            .collect()
+    }
+}
+
+/// `BertTokenizerFast` as transformers builds it from a `vocab.txt`.
+fn wordpiece_from_vocab(source: &ModelSource) -> Result<Tokenizer> {
+    let vocab_path = source.file("vocab.txt")?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "model {} has neither tokenizer.json nor vocab.txt",
+            source.describe()
+        ))
+    })?;
+    let config = source.json("tokenizer_config.json")?.map(|(_, v)| v).unwrap_or_default();
+    let flag = |key: &str, default: bool| config.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
+    let lowercase = flag("do_lower_case", true);
+    let chinese = flag("tokenize_chinese_chars", true);
+    let strip_accents = config.get("strip_accents").and_then(|v| v.as_bool());
+    let token = |key: &str, default: &str| {
+        config.get(key).and_then(|v| v.as_str()).unwrap_or(default).to_string()
+    };
+    let (unk, cls, sep) = (token("unk_token", "[UNK]"), token("cls_token", "[CLS]"), token("sep_token", "[SEP]"));
+
+    let vocab_str = vocab_path.to_string_lossy().to_string();
+    let model = WordPiece::from_file(&vocab_str)
+        .unk_token(unk)
+        .build()
+        .map_err(|e| Error::bad_file(&vocab_path, format!("not a valid vocab.txt: {e}")))?;
+    let id = |t: &str| {
+        model_token_id(&model, t)
+            .ok_or_else(|| Error::bad_file(&vocab_path, format!("vocabulary has no {t} token")))
+    };
+    let (cls_id, sep_id) = (id(&cls)?, id(&sep)?);
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(true, chinese, strip_accents, lowercase)))
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer.with_post_processor(Some(BertProcessing::new((sep, sep_id), (cls, cls_id))));
+    tokenizer.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
+    Ok(tokenizer)
+}
+
+fn model_token_id(model: &WordPiece, token: &str) -> Option<u32> {
+    use tokenizers::Model;
+    model.token_to_id(token)
+}
+
+/// The effective `max_length`, as sentence-transformers resolves it: the argument, else
+/// `preferred` (a sentence-transformers config value), else the tokenizer's
+/// `model_max_length`; never beyond the position table (`limit`).
+pub fn resolve_max_length(
+    source: &ModelSource,
+    requested: Option<usize>,
+    preferred: Option<usize>,
+    limit: usize,
+) -> Result<usize> {
+    if let Some(n) = requested {
+        if n < 2 {
+            return Err(Error::invalid(format!("max_length must be at least 2, got {n}")));
+        }
+        if n > limit {
+            return Err(Error::invalid(format!(
+                "max_length {n} exceeds the model's position table: at most {limit} tokens"
+            )));
+        }
+        return Ok(n);
+    }
+    let from_tokenizer = source
+        .json("tokenizer_config.json")?
+        .and_then(|(_, v)| v.get("model_max_length").and_then(|n| n.as_f64()))
+        .filter(|n| *n >= 2.0 && *n < 1e9)
+        .map(|n| n as usize);
+    Ok(preferred.or(from_tokenizer).unwrap_or(limit).min(limit))
+}
