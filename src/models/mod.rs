@@ -3,6 +3,9 @@
 pub mod bert;
 pub mod xlm_roberta;
 
+#[cfg(test)]
+mod tests;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 

@@ -1,0 +1,45 @@
+# The README's two commands: `make demo` and `make test`. Both start from nothing: they
+# create .venv, build the release extension into it and fetch the model fixtures.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ACTIVATE := VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH
+
+.PHONY: demo test build fixtures test-rust test-python bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.demo-deps: requirements/demo.txt | $(PY)
+	$(PY) -m pip install -q -r requirements/demo.txt
+	touch $@
+
+$(VENV)/.test-deps: requirements/test.txt requirements/demo.txt | $(PY)
+	$(PY) -m pip install -q -r requirements/test.txt
+	touch $@
+
+build: $(VENV)/.demo-deps
+	$(ACTIVATE) maturin develop --release -q
+
+fixtures: $(VENV)/.demo-deps
+	$(PY) scripts/fixtures.py
+
+demo: build fixtures
+	$(PY) scripts/demo.py
+
+test-rust:
+	cargo test --release -q
+
+test-python: $(VENV)/.test-deps build fixtures
+	$(PY) -m pytest -q tests
+
+test: test-rust test-python
+
+bench: $(VENV)/.test-deps build fixtures
+	$(PY) -m pip install -q -r requirements/bench.txt
+	$(PY) benches/bench_cross_encoder.py
+
+clean:
+	rm -rf $(VENV) .cache target

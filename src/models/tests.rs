@@ -1,0 +1,267 @@
+//! Unit tests on tiny random BERT and XLM-R checkpoints written by the test itself.
+//! Python tests check parity with transformers; these check what must hold whatever the
+//! weights: padding does not change scores, input order is restored, weight prefixes and
+//! file errors are handled.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde_json::json;
+
+use crate::bi_encoder::{BiEncoder, BiEncoderOptions};
+use crate::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions};
+use crate::error::Error;
+
+const WORDS: &[&str] = &["the", "flow", "over", "a", "flat", "plate", "wing", "lift", "heat", "in", "slabs", "boundary", "layer"];
+const HIDDEN: usize = 16;
+const INTER: usize = 32;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Bert,
+    XlmR,
+}
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    // A small deterministic generator: the test must not depend on a global RNG.
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.6
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// Writes config.json, tokenizer.json (with padding/truncation baked in, which must be
+/// overridden) and model.safetensors for a 2-layer model.
+fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
+    let specials: &[&str] = match kind {
+        Kind::Bert => &["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+        Kind::XlmR => &["<s>", "<pad>", "</s>", "<unk>"],
+    };
+    let vocab: HashMap<String, u32> =
+        specials.iter().chain(WORDS).enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
+    let (pad, max_pos, type_vocab) = match kind {
+        Kind::Bert => (0, 32, 2),
+        Kind::XlmR => (1, 34, 1),
+    };
+    let post = match kind {
+        Kind::Bert => json!({"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}),
+        Kind::XlmR => json!({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
+                             "trim_offsets": true, "add_prefix_space": false}),
+    };
+    let tokenizer = json!({
+        "version": "1.0",
+        "truncation": {"direction": "Right", "max_length": 5, "strategy": "LongestFirst", "stride": 0},
+        "padding": {"strategy": {"Fixed": 20}, "direction": "Right", "pad_to_multiple_of": null,
+                    "pad_id": pad, "pad_type_id": 0, "pad_token": specials[pad as usize]},
+        "added_tokens": [], "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": post, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": specials[if kind == Kind::Bert { 1 } else { 3 }]},
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let arch = match kind {
+        Kind::Bert => "BertForSequenceClassification",
+        Kind::XlmR => "XLMRobertaForSequenceClassification",
+    };
+    let config = json!({
+        "architectures": [arch], "model_type": if kind == Kind::Bert { "bert" } else { "xlm-roberta" },
+        "vocab_size": vocab.len(), "hidden_size": HIDDEN, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": INTER, "hidden_act": "gelu", "max_position_embeddings": max_pos,
+        "type_vocab_size": type_vocab, "layer_norm_eps": 1e-12, "pad_token_id": pad,
+        "id2label": (0..num_labels).map(|i| (i.to_string(), format!("LABEL_{i}"))).collect::<HashMap<_, _>>(),
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut seed = 1u64;
+    let mut add = |name: String, shape: &[usize]| {
+        seed += 1;
+        let mut t = randn(shape, seed);
+        if name.ends_with("LayerNorm.weight") {
+            // Near 1 as in trained models; near 0 would flatten every hidden state.
+            t = (t + 1.0).unwrap();
+        }
+        tensors.insert(name, t);
+    };
+    let p = |s: &str| if prefix.is_empty() { s.to_string() } else { format!("{prefix}.{s}") };
+    add(p("embeddings.word_embeddings.weight"), &[vocab.len(), HIDDEN]);
+    add(p("embeddings.position_embeddings.weight"), &[max_pos, HIDDEN]);
+    add(p("embeddings.token_type_embeddings.weight"), &[type_vocab, HIDDEN]);
+    add(p("embeddings.LayerNorm.weight"), &[HIDDEN]);
+    add(p("embeddings.LayerNorm.bias"), &[HIDDEN]);
+    for l in 0..2 {
+        let layer = |s: &str| p(&format!("encoder.layer.{l}.{s}"));
+        for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            add(layer(&format!("{name}.weight")), &[HIDDEN, HIDDEN]);
+            add(layer(&format!("{name}.bias")), &[HIDDEN]);
+        }
+        add(layer("intermediate.dense.weight"), &[INTER, HIDDEN]);
+        add(layer("intermediate.dense.bias"), &[INTER]);
+        add(layer("output.dense.weight"), &[HIDDEN, INTER]);
+        add(layer("output.dense.bias"), &[HIDDEN]);
+        for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            add(layer(&format!("{norm}.weight")), &[HIDDEN]);
+            add(layer(&format!("{norm}.bias")), &[HIDDEN]);
+        }
+    }
+    match kind {
+        Kind::Bert => {
+            add(p("pooler.dense.weight"), &[HIDDEN, HIDDEN]);
+            add(p("pooler.dense.bias"), &[HIDDEN]);
+            add("classifier.weight".into(), &[num_labels, HIDDEN]);
+            add("classifier.bias".into(), &[num_labels]);
+        }
+        Kind::XlmR => {
+            add("classifier.dense.weight".into(), &[HIDDEN, HIDDEN]);
+            add("classifier.dense.bias".into(), &[HIDDEN]);
+            add("classifier.out_proj.weight".into(), &[num_labels, HIDDEN]);
+            add("classifier.out_proj.bias".into(), &[num_labels]);
+        }
+    }
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
+fn pairs() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("flow over a flat plate", "the boundary layer over a flat plate in the flow"),
+        ("lift", "wing lift"),
+        ("heat in slabs", "heat"),
+        ("", "the wing"),
+        ("the boundary layer", ""),
+        ("unknown words here", "the flow over the wing and the plate in heat slabs layer boundary"),
+    ]
+}
+
+fn load(dir: &Path) -> CrossEncoder {
+    let options = CrossEncoderOptions { activation: Some(Activation::Identity), ..Default::default() };
+    CrossEncoder::load(dir.to_str().unwrap(), &options).unwrap()
+}
+
+fn predict(ce: &CrossEncoder, pairs: &[(&str, &str)], batch_size: usize) -> Vec<f32> {
+    let options = PredictOptions { batch_size, ..Default::default() };
+    ce.predict(pairs, &options, &mut |_| {}).unwrap().values
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= tol, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn padding_and_batching_do_not_change_scores() {
+    for kind in [Kind::Bert, Kind::XlmR] {
+        let dir = tempfile::tempdir().unwrap();
+        write_model(dir.path(), kind, if kind == Kind::Bert { "bert" } else { "roberta" }, 1);
+        let ce = load(dir.path());
+        let alone = predict(&ce, &pairs(), 1);
+        let batched = predict(&ce, &pairs(), 4);
+        assert_close(&alone, &batched, 1e-5);
+        assert!(alone.iter().any(|v| (v - alone[0]).abs() > 1e-3), "scores should differ: {alone:?}");
+        // input order is restored
+        let mut reversed = pairs();
+        reversed.reverse();
+        let mut back = predict(&ce, &reversed, 3);
+        back.reverse();
+        assert_close(&back, &batched, 1e-5);
+    }
+}
+
+#[test]
+fn baked_in_padding_and_truncation_are_overridden() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), Kind::Bert, "bert", 1);
+    let ce = load(dir.path());
+    assert_eq!(ce.max_length(), 32);
+    let ids = ce.tokenize(&pairs()).unwrap();
+    assert_eq!(ids[1], vec![2, 4 + 7, 3, 4 + 6, 4 + 7, 3]); // [CLS] lift [SEP] wing lift [SEP]
+    assert_eq!(ids[5].len(), 3 + 3 + 13);
+}
+
+#[test]
+fn weights_with_and_without_prefix_agree() {
+    for (kind, prefix) in [(Kind::Bert, "bert"), (Kind::XlmR, "roberta")] {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_model(a.path(), kind, prefix, 2);
+        write_model(b.path(), kind, "", 2);
+        let (x, y) = (predict(&load(a.path()), &pairs(), 8), predict(&load(b.path()), &pairs(), 8));
+        assert_eq!(x.len(), pairs().len() * 2);
+        assert_close(&x, &y, 0.0);
+    }
+}
+
+#[test]
+fn xlm_roberta_positions_start_after_padding_index() {
+    use crate::batching::make_input;
+    use crate::models::{Family, ModelConfig};
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), Kind::XlmR, "roberta", 1);
+    let source = crate::source::ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let config = ModelConfig::load(&source).unwrap();
+    let scheme = Family::XlmRoberta.input_scheme(&config.encoder);
+    let tok = crate::tokenize::TextTokenizer::load(&source, Family::XlmRoberta, 32).unwrap();
+    let enc = tok.encode_pairs(&[("lift", "wing"), ("lift", "wing lift heat")]).unwrap();
+    let input = make_input(&[&enc[0], &enc[1]], scheme, 1, &Device::Cpu).unwrap();
+    let positions = input.position_ids.to_vec2::<u32>().unwrap();
+    // <s> lift </s> </s> wing </s> + 2 pads
+    assert_eq!(positions[0], vec![2, 3, 4, 5, 6, 7, 1, 1]);
+    assert_eq!(positions[1], (2..10).collect::<Vec<u32>>());
+    assert_eq!(input.token_type_ids.to_vec2::<u32>().unwrap()[1], vec![0; 8]);
+    assert_eq!(Family::XlmRoberta.max_tokens(&config.encoder), 32);
+}
+
+#[test]
+fn bi_encoder_mean_pooling_and_normalization() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), Kind::Bert, "bert", 1);
+    let options = BiEncoderOptions { normalize_embeddings: true, ..Default::default() };
+    let be = BiEncoder::load(dir.path().to_str().unwrap(), &options).unwrap();
+    let texts = ["flow over a flat plate", "lift", "the wing in heat"];
+    let emb = be.encode(&texts, 2, None, None, &mut |_| {}).unwrap();
+    assert_eq!(emb.dim, HIDDEN);
+    for row in emb.values.chunks(HIDDEN) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+    let alone = be.encode(&texts[1..2], 1, None, None, &mut |_| {}).unwrap();
+    assert_close(&alone.values, &emb.values[HIDDEN..2 * HIDDEN], 1e-5);
+}
+
+#[test]
+fn bad_files_give_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), Kind::Bert, "bert", 1);
+    let path = dir.path().to_str().unwrap();
+    let options = CrossEncoderOptions::default();
+
+    let too_long = CrossEncoderOptions { max_length: Some(33), ..Default::default() };
+    assert!(matches!(CrossEncoder::load(path, &too_long), Err(Error::InvalidArgument(m)) if m.contains("position table")));
+
+    let weights = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
+    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::BadFile { .. })));
+    std::fs::remove_file(&weights).unwrap();
+    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::NotFound(m)) if m.contains("no weights")));
+
+    let config = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("BertForSequenceClassification", "T5ForConditionalGeneration")).unwrap();
+    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::UnsupportedArchitecture { found, .. }) if found == "T5ForConditionalGeneration"));
+    std::fs::write(&config, "{not json").unwrap();
+    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::BadFile { message, .. }) if message.contains("not valid JSON")));
+}
+
+#[test]
+fn empty_input_gives_empty_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), Kind::Bert, "bert", 1);
+    let ce = load(dir.path());
+    assert!(predict(&ce, &[], 4).is_empty());
+}

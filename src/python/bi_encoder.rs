@@ -1,0 +1,197 @@
+//! `crossrank.BiEncoder`: the Python face of `crate::bi_encoder::BiEncoder`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::errors::{load_error, to_py};
+use super::inputs::{extract_texts, model_path, optional_positive, positive};
+use super::progress::Progress;
+use crate::bi_encoder::{BiEncoder, BiEncoderOptions, Pooling};
+use crate::similarity::cosine_matrix;
+use crate::source::HubOptions;
+
+#[derive(Clone)]
+struct InitArgs {
+    model_name_or_path: String,
+    max_length: Option<usize>,
+    device: String,
+    pooling: Option<Pooling>,
+    normalize_embeddings: bool,
+    revision: Option<String>,
+    cache_folder: Option<PathBuf>,
+    local_files_only: bool,
+    max_batch_tokens: Option<usize>,
+}
+
+/// Rows of a 1-D (one vector) or 2-D (n, dim) numpy array as f32, row-major.
+fn matrix(array: &PyReadonlyArrayDyn<'_, f32>, name: &str) -> PyResult<(Vec<f32>, usize)> {
+    let shape = array.shape().to_vec();
+    let dim = match shape.as_slice() {
+        [d] | [_, d] => *d,
+        _ => return Err(PyValueError::new_err(format!("{name} must be 1-D or 2-D, got shape {shape:?}"))),
+    };
+    Ok((array.as_array().iter().copied().collect(), dim))
+}
+
+/// A bi-encoder that embeds texts; same API as ``SentenceTransformer.encode``.
+/// See ``crossrank/_core.pyi`` for the docs.
+#[pyclass(name = "BiEncoder", module = "crossrank", frozen, subclass)]
+pub struct PyBiEncoder {
+    inner: Arc<BiEncoder>,
+    args: InitArgs,
+}
+
+#[pymethods]
+impl PyBiEncoder {
+    #[new]
+    #[pyo3(signature = (model_name_or_path, max_length=None, device=None, pooling=None,
+                        normalize_embeddings=false, revision=None, cache_folder=None,
+                        local_files_only=false, max_batch_tokens=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model_name_or_path: &Bound<'_, PyAny>,
+        max_length: Option<i64>,
+        device: Option<String>,
+        pooling: Option<String>,
+        normalize_embeddings: bool,
+        revision: Option<String>,
+        cache_folder: Option<PathBuf>,
+        local_files_only: bool,
+        max_batch_tokens: Option<i64>,
+    ) -> PyResult<Self> {
+        let args = InitArgs {
+            model_name_or_path: model_path(model_name_or_path)?,
+            max_length: optional_positive(max_length, "max_length")?,
+            device: device.unwrap_or_else(|| "cpu".to_string()),
+            pooling: pooling.map(|p| p.parse::<Pooling>()).transpose().map_err(to_py)?,
+            normalize_embeddings,
+            revision,
+            cache_folder,
+            local_files_only,
+            max_batch_tokens: optional_positive(max_batch_tokens, "max_batch_tokens")?,
+        };
+        let options = BiEncoderOptions {
+            max_length: args.max_length,
+            device: Some(args.device.clone()),
+            pooling: args.pooling,
+            normalize_embeddings: args.normalize_embeddings,
+            hub: HubOptions {
+                revision: args.revision.clone(),
+                cache_folder: args.cache_folder.clone(),
+                local_files_only: args.local_files_only,
+            },
+        };
+        let name = args.model_name_or_path.clone();
+        let inner = py.detach(|| BiEncoder::load(&name, &options)).map_err(|e| load_error(&name, e))?;
+        Ok(Self { inner: Arc::new(inner), args })
+    }
+
+    /// Embeds texts: (n, dim) float32; one str -> (dim,).
+    #[pyo3(signature = (sentences, batch_size=32, show_progress_bar=None, normalize_embeddings=None,
+                        convert_to_numpy=true))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        sentences: &Bound<'py, PyAny>,
+        batch_size: i64,
+        show_progress_bar: Option<bool>,
+        normalize_embeddings: Option<bool>,
+        convert_to_numpy: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let batch_size = positive(batch_size, "batch_size")?;
+        let (texts, singular) = extract_texts(sentences, "sentences")?;
+        let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let progress = Progress::new(py, show_progress_bar, borrowed.len(), "Encoding", "text")?;
+        let inner = &self.inner;
+        let max_tokens = self.args.max_batch_tokens;
+        let result = py.detach(|| {
+            inner.encode(&borrowed, batch_size, max_tokens, normalize_embeddings, &mut |n| progress.update(n))
+        });
+        progress.close(py);
+        let emb = result.map_err(to_py)?;
+        let (n, dim) = (borrowed.len(), emb.dim);
+        if !convert_to_numpy {
+            let rows: Vec<Vec<f32>> = emb.values.chunks(dim).map(<[f32]>::to_vec).collect();
+            return Ok(if singular { PyList::new(py, &rows[0])?.into_any() } else { PyList::new(py, rows)?.into_any() });
+        }
+        let array = PyArray1::from_vec(py, emb.values);
+        Ok(if singular { array.into_any() } else { array.reshape([n, dim])?.into_any() })
+    }
+
+    /// Cosine similarity matrix between two sets of embeddings (1-D inputs are one row).
+    fn similarity<'py>(
+        &self,
+        py: Python<'py>,
+        a: PyReadonlyArrayDyn<'py, f32>,
+        b: PyReadonlyArrayDyn<'py, f32>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ((a, da), (b, db)) = (matrix(&a, "a")?, matrix(&b, "b")?);
+        if da != db {
+            return Err(PyValueError::new_err(format!("embedding dimensions differ: {da} vs {db}")));
+        }
+        let (n, m) = (a.len() / da.max(1), b.len() / db.max(1));
+        let sims = py.detach(|| cosine_matrix(&a, &b, da)).map_err(to_py)?;
+        Ok(PyArray1::from_vec(py, sims).reshape([n, m])?.into_any())
+    }
+
+    fn tokenize(&self, py: Python<'_>, sentences: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+        let (texts, _) = extract_texts(sentences, "sentences")?;
+        let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let inner = &self.inner;
+        py.detach(|| inner.tokenize(&borrowed)).map_err(to_py)
+    }
+
+    fn get_sentence_embedding_dimension(&self) -> usize {
+        self.inner.dim()
+    }
+
+    #[getter]
+    fn max_length(&self) -> usize {
+        self.inner.max_length()
+    }
+
+    #[getter]
+    fn pooling(&self) -> &'static str {
+        self.inner.pooling().name()
+    }
+
+    #[getter]
+    fn normalize_embeddings(&self) -> bool {
+        self.inner.normalizes()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "BiEncoder({:?}, max_length={}, dim={}, pooling={:?}, normalize_embeddings={})",
+            self.args.model_name_or_path,
+            self.inner.max_length(),
+            self.inner.dim(),
+            self.inner.pooling().name(),
+            if self.inner.normalizes() { "True" } else { "False" }
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let a = &slf.get().args;
+        let args = (
+            a.model_name_or_path.clone(),
+            a.max_length,
+            a.device.clone(),
+            a.pooling.map(|p| p.name()),
+            a.normalize_embeddings,
+            a.revision.clone(),
+            a.cache_folder.clone(),
+            a.local_files_only,
+            a.max_batch_tokens,
+        )
+            .into_pyobject(py)?;
+        Ok((slf.get_type().into_any(), args))
+    }
+}

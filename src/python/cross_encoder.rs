@@ -1,0 +1,256 @@
+//! `crossrank.CrossEncoder`: the Python face of `crate::cross_encoder::CrossEncoder`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use super::errors::{load_error, to_py};
+use super::inputs::{extract_pairs, extract_text_list, model_path, optional_positive, positive, query_str};
+use super::progress::Progress;
+use crate::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores};
+use crate::source::HubOptions;
+
+/// An activation given as a name ("sigmoid") or as a torch module (`torch.nn.Sigmoid()`),
+/// which sentence-transformers users pass.
+fn extract_activation(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Activation>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
+    let name = if obj.is_instance_of::<PyString>() {
+        obj.extract::<String>()?
+    } else if obj.is_callable() {
+        obj.get_type().name()?.to_string()
+    } else {
+        return Err(PyTypeError::new_err("activation_fn must be a str such as \"sigmoid\", or a torch activation module"));
+    };
+    name.parse::<Activation>().map(Some).map_err(to_py)
+}
+
+/// Scores as numpy (n,) / (n, k), or plain Python lists.
+fn scores_to_py<'py>(py: Python<'py>, scores: Scores, singular: bool, convert_to_numpy: bool) -> PyResult<Bound<'py, PyAny>> {
+    let k = scores.num_labels;
+    let n = scores.values.len() / k.max(1);
+    if singular && k == 1 {
+        return Ok(scores.values[0].into_pyobject(py)?.into_any());
+    }
+    if !convert_to_numpy {
+        if k == 1 {
+            return Ok(PyList::new(py, scores.values)?.into_any());
+        }
+        let rows: Vec<Vec<f32>> = scores.values.chunks(k).map(<[f32]>::to_vec).collect();
+        let rows = if singular { PyList::new(py, &rows[0])? } else { PyList::new(py, rows)? };
+        return Ok(rows.into_any());
+    }
+    let array = PyArray1::from_vec(py, scores.values);
+    Ok(match (k, singular) {
+        (1, _) => array.into_any(),
+        (_, true) => array.into_any(),
+        _ => array.reshape([n, k])?.into_any(),
+    })
+}
+
+#[derive(Clone)]
+struct InitArgs {
+    model_name_or_path: String,
+    max_length: Option<usize>,
+    device: String,
+    activation_fn: Option<Activation>,
+    revision: Option<String>,
+    cache_folder: Option<PathBuf>,
+    local_files_only: bool,
+    max_batch_tokens: Option<usize>,
+}
+
+/// A cross-encoder that scores (query, document) pairs; same API as
+/// ``sentence_transformers.CrossEncoder``. See ``crossrank/_core.pyi`` for the docs.
+#[pyclass(name = "CrossEncoder", module = "crossrank", frozen, subclass)]
+pub struct PyCrossEncoder {
+    inner: Arc<CrossEncoder>,
+    args: InitArgs,
+}
+
+impl PyCrossEncoder {
+    fn options(&self, batch_size: i64, activation_fn: Option<&Bound<'_, PyAny>>, apply_softmax: bool) -> PyResult<PredictOptions> {
+        Ok(PredictOptions {
+            batch_size: positive(batch_size, "batch_size")?,
+            max_batch_tokens: self.args.max_batch_tokens,
+            activation: extract_activation(activation_fn)?,
+            apply_softmax,
+        })
+    }
+}
+
+#[pymethods]
+impl PyCrossEncoder {
+    #[new]
+    #[pyo3(signature = (model_name_or_path, max_length=None, device=None, activation_fn=None,
+                        revision=None, cache_folder=None, local_files_only=false, max_batch_tokens=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model_name_or_path: &Bound<'_, PyAny>,
+        max_length: Option<i64>,
+        device: Option<String>,
+        activation_fn: Option<&Bound<'_, PyAny>>,
+        revision: Option<String>,
+        cache_folder: Option<PathBuf>,
+        local_files_only: bool,
+        max_batch_tokens: Option<i64>,
+    ) -> PyResult<Self> {
+        let args = InitArgs {
+            model_name_or_path: model_path(model_name_or_path)?,
+            max_length: optional_positive(max_length, "max_length")?,
+            device: device.unwrap_or_else(|| "cpu".to_string()),
+            activation_fn: extract_activation(activation_fn)?,
+            revision,
+            cache_folder,
+            local_files_only,
+            max_batch_tokens: optional_positive(max_batch_tokens, "max_batch_tokens")?,
+        };
+        let options = CrossEncoderOptions {
+            max_length: args.max_length,
+            activation: args.activation_fn,
+            device: Some(args.device.clone()),
+            hub: HubOptions {
+                revision: args.revision.clone(),
+                cache_folder: args.cache_folder.clone(),
+                local_files_only: args.local_files_only,
+            },
+        };
+        let name = args.model_name_or_path.clone();
+        let inner = py
+            .detach(|| CrossEncoder::load(&name, &options))
+            .map_err(|e| load_error(&name, e))?;
+        Ok(Self { inner: Arc::new(inner), args })
+    }
+
+    /// Scores pairs. One pair in -> one float out (for single-label models).
+    #[pyo3(signature = (sentences, batch_size=32, show_progress_bar=None, activation_fn=None,
+                        apply_softmax=false, convert_to_numpy=true))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        sentences: &Bound<'py, PyAny>,
+        batch_size: i64,
+        show_progress_bar: Option<bool>,
+        activation_fn: Option<&Bound<'py, PyAny>>,
+        apply_softmax: bool,
+        convert_to_numpy: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = self.options(batch_size, activation_fn, apply_softmax)?;
+        let (pairs, singular) = extract_pairs(sentences)?;
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let progress = Progress::new(py, show_progress_bar, borrowed.len(), "Scoring", "pair")?;
+        let inner = &self.inner;
+        let result = py.detach(|| inner.predict(&borrowed, &options, &mut |n| progress.update(n)));
+        progress.close(py);
+        let scores = result.map_err(to_py)?;
+        let k = scores.num_labels;
+        if borrowed.is_empty() && convert_to_numpy {
+            let empty = PyArray1::<f32>::zeros(py, [0], false);
+            return Ok(if k == 1 { empty.into_any() } else { empty.reshape([0, k])?.into_any() });
+        }
+        scores_to_py(py, scores, singular, convert_to_numpy)
+    }
+
+    /// Ranks documents for a query: ``[{"corpus_id", "score", "text"?}]``, best first.
+    #[pyo3(signature = (query, documents, top_k=None, return_documents=false, batch_size=32,
+                        show_progress_bar=None, activation_fn=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn rank<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        documents: &Bound<'py, PyAny>,
+        top_k: Option<i64>,
+        return_documents: bool,
+        batch_size: i64,
+        show_progress_bar: Option<bool>,
+        activation_fn: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let options = self.options(batch_size, activation_fn, false)?;
+        let query = query_str(query)?;
+        let documents = extract_text_list(documents, "documents")?;
+        let top_k = match top_k {
+            Some(k) if k < 0 => return Err(PyValueError::new_err(format!("top_k must be >= 0, got {k}"))),
+            k => k.map(|k| k as usize),
+        };
+        let docs: Vec<&str> = documents.iter().map(String::as_str).collect();
+        let progress = Progress::new(py, show_progress_bar, docs.len(), "Ranking", "doc")?;
+        let inner = &self.inner;
+        let result = py.detach(|| inner.rank(&query, &docs, top_k, &options, &mut |n| progress.update(n)));
+        progress.close(py);
+        let ranked = result.map_err(to_py)?;
+        let out = PyList::empty(py);
+        for (id, score) in ranked {
+            let entry = PyDict::new(py);
+            entry.set_item("corpus_id", id)?;
+            entry.set_item("score", score as f64)?;
+            if return_documents {
+                entry.set_item("text", docs[id])?;
+            }
+            out.append(entry)?;
+        }
+        Ok(out)
+    }
+
+    /// Token ids of each pair, as the model sees them (after truncation).
+    fn tokenize(&self, py: Python<'_>, sentences: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+        let (pairs, _) = extract_pairs(sentences)?;
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let inner = &self.inner;
+        py.detach(|| inner.tokenize(&borrowed)).map_err(to_py)
+    }
+
+    #[getter]
+    fn max_length(&self) -> usize {
+        self.inner.max_length()
+    }
+
+    #[getter]
+    fn num_labels(&self) -> usize {
+        self.inner.num_labels()
+    }
+
+    /// The default activation's name: "sigmoid", "identity", "softmax" or "tanh".
+    #[getter]
+    fn activation_fn(&self) -> &'static str {
+        self.inner.activation().name()
+    }
+
+    #[getter]
+    fn model_name_or_path(&self) -> &str {
+        &self.args.model_name_or_path
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "CrossEncoder({:?}, max_length={}, num_labels={}, activation_fn={:?})",
+            self.args.model_name_or_path,
+            self.inner.max_length(),
+            self.inner.num_labels(),
+            self.inner.activation().name()
+        )
+    }
+
+    /// Pickles as the constructor arguments; unpickling reloads the model (so an instance
+    /// can be shipped to Ray / Spark / multiprocessing workers).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let a = &slf.get().args;
+        let args = (
+            a.model_name_or_path.clone(),
+            a.max_length,
+            a.device.clone(),
+            a.activation_fn.map(|x| x.name()),
+            a.revision.clone(),
+            a.cache_folder.clone(),
+            a.local_files_only,
+            a.max_batch_tokens,
+        )
+            .into_pyobject(py)?;
+        Ok((slf.get_type().into_any(), args))
+    }
+}

@@ -1,0 +1,28 @@
+//! Maps the core's errors onto the Python exceptions users expect.
+
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::PyErr;
+
+use crate::error::Error;
+
+pub fn to_py(err: Error) -> PyErr {
+    let message = err.to_string();
+    match err {
+        Error::InvalidArgument(_)
+        | Error::BadFile { .. }
+        | Error::UnsupportedArchitecture { .. }
+        | Error::Tokenizer(_) => PyValueError::new_err(message),
+        Error::NotFound(_) => PyFileNotFoundError::new_err(message),
+        Error::Io(_) => PyOSError::new_err(message),
+        Error::Candle(_) => PyRuntimeError::new_err(message),
+    }
+}
+
+/// Errors while loading a model are problems with its files, not bugs: report the
+/// tensor library's complaint (a missing or misshapen weight) as a `ValueError`.
+pub fn load_error(source: &str, err: Error) -> PyErr {
+    match err {
+        Error::Candle(e) => PyValueError::new_err(format!("cannot load model {source:?}: {e}")),
+        other => to_py(other),
+    }
+}

@@ -1,0 +1,128 @@
+//! Checks and converts Python inputs, with errors that name the offending item.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+fn as_str(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    if obj.is_none() {
+        return Err(PyTypeError::new_err(format!("{what} is None; expected str")));
+    }
+    if !obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!("{what} must be str, got {}", type_name(obj))));
+    }
+    obj.extract::<String>()
+}
+
+fn items<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!("{what} must be a list, got a single str")));
+    }
+    if obj.is_none() {
+        return Err(PyTypeError::new_err(format!("{what} is None; expected a list")));
+    }
+    let iter = obj
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a list, got {}", type_name(obj))))?;
+    iter.collect()
+}
+
+fn is_pair_like(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()
+}
+
+/// `(pairs, singular)`: a list of (query, document) pairs, or one pair (as
+/// sentence-transformers: a sequence whose first element is a str is one pair).
+pub fn extract_pairs(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<(String, String)>, bool)> {
+    let list = items(obj, "sentences")?;
+    let singular = list.first().is_some_and(|first| first.is_instance_of::<PyString>());
+    if singular {
+        if list.len() != 2 {
+            return Err(PyValueError::new_err(format!(
+                "a single pair must have 2 elements (query, document), got {}",
+                list.len()
+            )));
+        }
+        let pair = (as_str(&list[0], "sentences[0]")?, as_str(&list[1], "sentences[1]")?);
+        return Ok((vec![pair], true));
+    }
+    let pairs = list
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if item.is_none() {
+                return Err(PyTypeError::new_err(format!(
+                    "sentences[{i}] is None; expected a (query, document) pair"
+                )));
+            }
+            if !is_pair_like(item) {
+                return Err(PyTypeError::new_err(format!(
+                    "sentences[{i}] must be a (query, document) tuple or list, got {}",
+                    type_name(item)
+                )));
+            }
+            let parts = items(item, &format!("sentences[{i}]"))?;
+            if parts.len() != 2 {
+                return Err(PyValueError::new_err(format!(
+                    "sentences[{i}] has {} elements; expected a (query, document) pair",
+                    parts.len()
+                )));
+            }
+            Ok((as_str(&parts[0], &format!("sentences[{i}][0]"))?, as_str(&parts[1], &format!("sentences[{i}][1]"))?))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((pairs, false))
+}
+
+/// A list of str, or one str (`singular`).
+pub fn extract_texts(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<String>, bool)> {
+    if obj.is_instance_of::<PyString>() {
+        return Ok((vec![obj.extract::<String>()?], true));
+    }
+    Ok((extract_text_list(obj, what)?, false))
+}
+
+/// A list of str; a single str is refused (it would be iterated character by character).
+pub fn extract_text_list(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    items(obj, what)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| as_str(item, &format!("{what}[{i}]")))
+        .collect()
+}
+
+pub fn query_str(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    as_str(obj, "query")
+}
+
+pub fn positive(value: i64, name: &str) -> PyResult<usize> {
+    if value <= 0 {
+        return Err(PyValueError::new_err(format!("{name} must be a positive integer, got {value}")));
+    }
+    Ok(value as usize)
+}
+
+pub fn optional_positive(value: Option<i64>, name: &str) -> PyResult<Option<usize>> {
+    value.map(|v| positive(v, name)).transpose()
+}
+
+/// A model id or a path (str or os.PathLike).
+pub fn model_path(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    if obj.is_instance_of::<PyString>() {
+        return obj.extract::<String>();
+    }
+    obj.extract::<PathBuf>()
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "model_name_or_path must be a str or os.PathLike, got {}",
+                type_name(obj)
+            ))
+        })
+}

@@ -1,0 +1,18 @@
+//! The pyo3 bindings: `crossrank._core`. Thin wrappers over the core types; argument
+//! checking and conversion live here, the work in the core with the GIL released.
+
+mod bi_encoder;
+mod cross_encoder;
+mod errors;
+mod inputs;
+mod progress;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<cross_encoder::PyCrossEncoder>()?;
+    m.add_class::<bi_encoder::PyBiEncoder>()?;
+    Ok(())
+}
