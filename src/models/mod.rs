@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 use crate::error::{Error, Result};
 use crate::source::ModelSource;
 use crate::weights::load_weights;
-use bert::{BertForSequenceClassification, BertModel, Config, EncoderInput};
+use bert::{BertForSequenceClassification, Config, EncoderInput};
 use xlm_roberta::XLMRobertaForSequenceClassification;
 
 pub const SUPPORTED_CLASSIFIERS: &str =
@@ -107,24 +107,21 @@ impl ModelConfig {
     }
 }
 
-fn var_builder(source: &ModelSource, device: &Device) -> Result<VarBuilder<'static>> {
-    Ok(VarBuilder::from_tensors(load_weights(source)?, DType::F32, device))
+/// A checkpoint's weights, with the family and the prefix its encoder lives under.
+pub struct Checkpoint {
+    pub vb: VarBuilder<'static>,
+    pub family: Family,
+    /// `"bert"` / `"roberta"` in a model with a head, `""` in a bare encoder.
+    pub prefix: String,
 }
 
-/// A checkpoint with a sequence-classification head: the cross-encoder's model.
-pub enum SequenceClassifier {
-    Bert(BertForSequenceClassification),
-    XlmRoberta(XLMRobertaForSequenceClassification),
-}
-
-impl SequenceClassifier {
-    pub fn load(source: &ModelSource, config: &ModelConfig, device: &Device) -> Result<(Self, Family)> {
+impl Checkpoint {
+    /// A checkpoint with a sequence-classification head: the cross-encoder's model.
+    pub fn classifier(source: &ModelSource, config: &ModelConfig, device: &Device) -> Result<Self> {
         let arch = config.architectures.first().cloned().unwrap_or_default();
         let family = match arch.as_str() {
             "BertForSequenceClassification" => Family::Bert,
-            "XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification" => {
-                Family::XlmRoberta
-            }
+            "XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification" => Family::XlmRoberta,
             _ => {
                 return Err(Error::UnsupportedArchitecture {
                     found: if arch.is_empty() { "<none in config.json>".into() } else { arch },
@@ -132,25 +129,50 @@ impl SequenceClassifier {
                 })
             }
         };
-        let vb = var_builder(source, device)?;
-        let weights_have = |k: &str| vb.contains_tensor(k);
-        let num_labels = config.num_labels();
-        let model = match family {
-            Family::Bert => {
-                let prefix = find_prefix(&weights_have, family)?;
-                Self::Bert(BertForSequenceClassification::load(vb, &prefix, &config.encoder, num_labels)?)
-            }
+        Self::load(source, family, device)
+    }
+
+    /// Any checkpoint of a supported family, used as a bare encoder (head ignored).
+    pub fn encoder(source: &ModelSource, config: &ModelConfig, device: &Device) -> Result<Self> {
+        Self::load(source, config.family()?, device)
+    }
+
+    fn load(source: &ModelSource, family: Family, device: &Device) -> Result<Self> {
+        let vb = VarBuilder::from_tensors(load_weights(source)?, DType::F32, device);
+        let prefix = find_prefix(&|k| vb.contains_tensor(k), family)?;
+        Ok(Self { vb, family, prefix })
+    }
+
+    /// The encoder's weights.
+    pub fn encoder_vb(&self) -> VarBuilder<'static> {
+        if self.prefix.is_empty() { self.vb.clone() } else { self.vb.pp(&self.prefix) }
+    }
+
+    /// The classification head: (dense + tanh on the first token, output projection).
+    pub fn head_vbs(&self) -> (VarBuilder<'static>, VarBuilder<'static>) {
+        match self.family {
+            Family::Bert => (self.encoder_vb().pp("pooler.dense"), self.vb.pp("classifier")),
+            Family::XlmRoberta => (self.vb.pp("classifier.dense"), self.vb.pp("classifier.out_proj")),
+        }
+    }
+}
+
+/// The candle implementation of a sequence classifier: the reference forward pass, and
+/// the one used on devices other than the CPU.
+pub enum SequenceClassifier {
+    Bert(BertForSequenceClassification),
+    XlmRoberta(XLMRobertaForSequenceClassification),
+}
+
+impl SequenceClassifier {
+    pub fn load(ckpt: &Checkpoint, config: &Config, num_labels: usize) -> Result<Self> {
+        let vb = ckpt.vb.clone();
+        Ok(match ckpt.family {
+            Family::Bert => Self::Bert(BertForSequenceClassification::load(vb, &ckpt.prefix, config, num_labels)?),
             Family::XlmRoberta => {
-                let prefix = find_prefix(&weights_have, family)?;
-                Self::XlmRoberta(XLMRobertaForSequenceClassification::load(
-                    vb,
-                    &prefix,
-                    &config.encoder,
-                    num_labels,
-                )?)
+                Self::XlmRoberta(XLMRobertaForSequenceClassification::load(vb, &ckpt.prefix, config, num_labels)?)
             }
-        };
-        Ok((model, family))
+        })
     }
 
     pub fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
@@ -177,13 +199,4 @@ fn find_prefix(has: &dyn Fn(&str) -> bool, family: Family) -> Result<String> {
          under the prefixes {:?})",
         family.weight_prefixes()
     )))
-}
-
-/// A bare encoder, for the bi-encoder: any checkpoint of a supported family, head ignored.
-pub fn load_encoder(source: &ModelSource, config: &ModelConfig, device: &Device) -> Result<(BertModel, Family)> {
-    let family = config.family()?;
-    let vb = var_builder(source, device)?;
-    let prefix = find_prefix(&|k| vb.contains_tensor(k), family)?;
-    let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
-    Ok((BertModel::load(vb, &config.encoder)?, family))
 }

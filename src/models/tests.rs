@@ -265,3 +265,44 @@ fn empty_input_gives_empty_scores() {
     let ce = load(dir.path());
     assert!(predict(&ce, &[], 4).is_empty());
 }
+
+#[test]
+fn cpu_engine_equals_candle_reference() {
+    use crate::batching::make_input;
+    use crate::bi_encoder::Pooling;
+    use crate::fast;
+    use crate::models::{Checkpoint, ModelConfig, SequenceClassifier};
+    use crate::source::ModelSource;
+    use crate::tokenize::TextTokenizer;
+
+    for (kind, family) in [(Kind::Bert, super::Family::Bert), (Kind::XlmR, super::Family::XlmRoberta)] {
+        let dir = tempfile::tempdir().unwrap();
+        write_model(dir.path(), kind, "", 3);
+        let source = ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let config = ModelConfig::load(&source).unwrap();
+        let ckpt = Checkpoint::classifier(&source, &config, &Device::Cpu).unwrap();
+        let reference = SequenceClassifier::load(&ckpt, &config.encoder, 3).unwrap();
+        let cpu = fast::Classifier::load(&ckpt, &config.encoder, 3).unwrap();
+        let tok = TextTokenizer::load(&source, family, 32).unwrap();
+        let encodings = tok.encode_pairs(&pairs()).unwrap();
+        let batch: Vec<_> = encodings.iter().collect();
+        let scheme = family.input_scheme(&config.encoder);
+        let pad = config.encoder.pad_token_id;
+        let input = make_input(&batch, scheme, pad, &Device::Cpu).unwrap();
+        let want = reference.forward(&input).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_close(&cpu.forward(&batch).unwrap(), &want, 2e-5);
+
+        let encoder = Checkpoint::encoder(&source, &config, &Device::Cpu).unwrap();
+        let bert = super::bert::BertModel::load(encoder.encoder_vb(), &config.encoder).unwrap();
+        let embedder = fast::Embedder::load(&encoder, &config.encoder).unwrap();
+        let texts = ["flow over a flat plate", "lift", "the wing in heat slabs"];
+        let encodings = tok.encode_texts(&texts).unwrap();
+        let batch: Vec<_> = encodings.iter().collect();
+        let input = make_input(&batch, scheme, pad, &Device::Cpu).unwrap();
+        let hidden = bert.forward(&input).unwrap();
+        for pooling in [Pooling::Mean, Pooling::Cls, Pooling::Max, Pooling::MeanSqrtLen] {
+            let want = pooling.pool(&hidden, &input.attention_mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_close(&embedder.forward(&batch, pooling, false).unwrap(), &want, 2e-5);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The BERT / XLM-R encoder forward pass on the CPU, over packed sequences.
+//!
+//! Why not candle's ops: on a CPU nothing needs rectangular batches, so sequences are
+//! packed back to back (no padding tokens are ever computed), attention runs per
+//! (sequence, head) on exactly that sequence's tokens (no mask), Q/K/V are one GEMM,
+//! buffers are reused across layers, and the last layer computes only the rows a
+//! caller needs (the first token, for cross-encoders). Weights come from the same
+//! `VarBuilder` as the candle model in `models::bert`, which stays the reference.
+
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+use tokenizers::Encoding;
+
+use super::gemm::{matmul, Mat, MatMut, B};
+use super::kernels;
+use crate::error::{Error, Result};
+use crate::models::bert::{Config, HiddenAct};
+use crate::models::InputScheme;
+
+/// `y = x @ weight^T + bias` with PyTorch's (out, in) weight layout.
+pub struct Dense {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    pub in_dim: usize,
+    pub out_dim: usize,
+}
+
+impl Dense {
+    pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((out_dim, in_dim), "weight")?.flatten_all()?.to_vec1()?,
+            bias: vb.get(out_dim, "bias")?.to_vec1()?,
+            in_dim,
+            out_dim,
+        })
+    }
+
+    fn concat(parts: &[Dense]) -> Self {
+        Self {
+            weight: parts.iter().flat_map(|p| p.weight.iter().copied()).collect(),
+            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+            in_dim: parts[0].in_dim,
+            out_dim: parts.iter().map(|p| p.out_dim).sum(),
+        }
+    }
+
+    /// Writes `rows` outputs into `out` (rows x out_dim).
+    pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        let threads = if rows * self.out_dim >= 1 << 14 { rayon::current_num_threads() } else { 1 };
+        matmul(
+            MatMut::new(&mut out[..rows * self.out_dim], rows, self.out_dim),
+            Mat::new(&x[..rows * self.in_dim], rows, self.in_dim),
+            Mat::new(&self.weight, self.out_dim, self.in_dim),
+            B::Transposed,
+            1.0,
+            false,
+            threads,
+        );
+        kernels::add_bias(&mut out[..rows * self.out_dim], &self.bias);
+    }
+
+    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0; rows * self.out_dim];
+        self.forward_into(x, rows, &mut out);
+        out
+    }
+}
+
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, size: usize) -> Result<Self> {
+        Ok(Self { weight: vb.get(size, "weight")?.to_vec1()?, bias: vb.get(size, "bias")?.to_vec1()? })
+    }
+}
+
+struct Layer {
+    qkv: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
+}
+
+impl Layer {
+    fn load(vb: &VarBuilder, c: &Config) -> Result<Self> {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let sa = vb.pp("attention.self");
+        let qkv = Dense::concat(&[
+            Dense::load(&sa.pp("query"), h, h)?,
+            Dense::load(&sa.pp("key"), h, h)?,
+            Dense::load(&sa.pp("value"), h, h)?,
+        ]);
+        Ok(Self {
+            qkv,
+            attention_out: Dense::load(&vb.pp("attention.output.dense"), h, h)?,
+            attention_norm: Norm::load(&vb.pp("attention.output.LayerNorm"), h)?,
+            intermediate: Dense::load(&vb.pp("intermediate.dense"), h, i)?,
+            output: Dense::load(&vb.pp("output.dense"), i, h)?,
+            output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
+        })
+    }
+}
+
+/// Sequences packed back to back: sequence `s` is tokens `offsets[s]..offsets[s + 1]`.
+pub struct Packed {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub positions: Vec<u32>,
+    pub offsets: Vec<usize>,
+}
+
+impl Packed {
+    pub fn new(encodings: &[&Encoding], scheme: InputScheme) -> Self {
+        let total: usize = encodings.iter().map(|e| e.len()).sum();
+        let mut packed = Packed {
+            ids: Vec::with_capacity(total),
+            type_ids: Vec::with_capacity(total),
+            positions: Vec::with_capacity(total),
+            offsets: vec![0],
+        };
+        for enc in encodings {
+            packed.ids.extend_from_slice(enc.get_ids());
+            if scheme.token_types {
+                packed.type_ids.extend_from_slice(enc.get_type_ids());
+            } else {
+                packed.type_ids.extend(std::iter::repeat_n(0, enc.len()));
+            }
+            let first = scheme.roberta_padding_idx.map_or(0, |pad| pad + 1);
+            packed.positions.extend((0..enc.len() as u32).map(|j| first + j));
+            packed.offsets.push(packed.ids.len());
+        }
+        packed
+    }
+
+    pub fn num_sequences(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn len(&self, s: usize) -> usize {
+        self.offsets[s + 1] - self.offsets[s]
+    }
+}
+
+/// Which rows the last layer must produce.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Every token: (total tokens, hidden).
+    AllTokens,
+    /// The first token of each sequence: (sequences, hidden).
+    FirstToken,
+}
+
+pub struct Encoder {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    hidden: usize,
+    heads: usize,
+    eps: f32,
+    act: HiddenAct,
+    vocab_size: usize,
+    max_positions: usize,
+    type_vocab_size: usize,
+}
+
+impl Encoder {
+    /// `vb` points at the encoder (prefix applied), as for `models::bert::BertModel`.
+    pub fn load(vb: &VarBuilder, c: &Config) -> Result<Self> {
+        c.validate()?;
+        let h = c.hidden_size;
+        let emb = vb.pp("embeddings");
+        let table = |name: &str, rows: usize| -> Result<Vec<f32>> {
+            Ok(emb.get((rows, h), name)?.flatten_all()?.to_vec1()?)
+        };
+        Ok(Self {
+            word: table("word_embeddings.weight", c.vocab_size)?,
+            position: table("position_embeddings.weight", c.max_position_embeddings)?,
+            token_type: table("token_type_embeddings.weight", c.type_vocab_size)?,
+            embedding_norm: Norm::load(&emb.pp("LayerNorm"), h)?,
+            layers: (0..c.num_hidden_layers)
+                .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), c))
+                .collect::<Result<_>>()?,
+            hidden: h,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps as f32,
+            act: c.hidden_act,
+            vocab_size: c.vocab_size,
+            max_positions: c.max_position_embeddings,
+            type_vocab_size: c.type_vocab_size,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    fn embed(&self, p: &Packed) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let mut x = vec![0.0; p.ids.len() * h];
+        for (t, row) in x.chunks_exact_mut(h).enumerate() {
+            let (id, ty, pos) = (p.ids[t] as usize, p.type_ids[t] as usize, p.positions[t] as usize);
+            if id >= self.vocab_size || ty >= self.type_vocab_size || pos >= self.max_positions {
+                return Err(Error::invalid(format!(
+                    "token {t}: id {id} / type {ty} / position {pos} outside the model's tables \
+                     ({} / {} / {}); does the tokenizer belong to this model?",
+                    self.vocab_size, self.type_vocab_size, self.max_positions
+                )));
+            }
+            let (w, ps, tt) = (&self.word[id * h..][..h], &self.position[pos * h..][..h], &self.token_type[ty * h..][..h]);
+            for j in 0..h {
+                row[j] = w[j] + ps[j] + tt[j];
+            }
+        }
+        kernels::layer_norm(&mut x, &self.embedding_norm.weight, &self.embedding_norm.bias, self.eps);
+        Ok(x)
+    }
+
+    /// Self-attention context for the query rows `query_rows(s)` of each sequence.
+    /// `qkv`: (tokens, 3 * hidden). Returns (sum of query rows, hidden).
+    fn attention(&self, qkv: &[f32], p: &Packed, first_token_only: bool) -> Vec<f32> {
+        let (h, heads) = (self.hidden, self.heads);
+        let d = h / heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let all = Mat { data: qkv, rows: p.ids.len(), cols: 3 * h, row_stride: 3 * h };
+        let n_seq = p.num_sequences();
+        let q_rows = |s: usize| if first_token_only { 1 } else { p.len(s) };
+        let tasks: Vec<(usize, usize)> = (0..n_seq).flat_map(|s| (0..heads).map(move |hd| (s, hd))).collect();
+        let results: Vec<Vec<f32>> = tasks
+            .par_iter()
+            .map_init(Vec::new, |scores: &mut Vec<f32>, &(s, hd)| {
+                let (off, len, rows) = (p.offsets[s], p.len(s), q_rows(s));
+                let q = all.block(off, rows, hd * d, d);
+                let k = all.block(off, len, h + hd * d, d);
+                let v = all.block(off, len, 2 * h + hd * d, d);
+                scores.resize(rows * len, 0.0);
+                matmul(MatMut::new(scores, rows, len), q, k, B::Transposed, scale, false, 1);
+                kernels::softmax_rows(scores, len);
+                let mut out = vec![0.0; rows * d];
+                matmul(MatMut::new(&mut out, rows, d), Mat::new(scores, rows, len), v, B::AsIs, 1.0, false, 1);
+                out
+            })
+            .collect();
+        let mut row_start = vec![0usize; n_seq + 1];
+        for s in 0..n_seq {
+            row_start[s + 1] = row_start[s] + q_rows(s);
+        }
+        let mut context = vec![0.0; row_start[n_seq] * h];
+        for (&(s, hd), out) in tasks.iter().zip(&results) {
+            for (r, src) in out.chunks_exact(d).enumerate() {
+                let dst = (row_start[s] + r) * h + hd * d;
+                context[dst..dst + d].copy_from_slice(src);
+            }
+        }
+        context
+    }
+
+    fn activation(&self, xs: &mut [f32]) {
+        match self.act {
+            HiddenAct::Gelu => kernels::gelu_erf(xs),
+            HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => kernels::gelu_tanh(xs),
+            HiddenAct::Relu => kernels::relu(xs),
+        }
+    }
+
+    pub fn forward(&self, p: &Packed, output: Output) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let mut x = self.embed(p)?;
+        let mut qkv = Vec::new();
+        let mut attn = Vec::new();
+        let mut inter = Vec::new();
+        let n_layers = self.layers.len();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let tokens = x.len() / h;
+            let first_only = output == Output::FirstToken && li + 1 == n_layers;
+            qkv.resize(tokens * 3 * h, 0.0);
+            layer.qkv.forward_into(&x, tokens, &mut qkv);
+            let context = self.attention(&qkv, p, first_only);
+            if first_only {
+                // From here on only each sequence's first token matters.
+                x = p.offsets[..p.num_sequences()].iter().flat_map(|&o| x[o * h..(o + 1) * h].to_vec()).collect();
+            }
+            let rows = x.len() / h;
+            attn.resize(rows * h, 0.0);
+            layer.attention_out.forward_into(&context, rows, &mut attn);
+            kernels::residual_layer_norm(&mut attn, &x, &layer.attention_norm.weight, &layer.attention_norm.bias, self.eps);
+            inter.resize(rows * layer.intermediate.out_dim, 0.0);
+            layer.intermediate.forward_into(&attn, rows, &mut inter);
+            self.activation(&mut inter);
+            layer.output.forward_into(&inter, rows, &mut x);
+            kernels::residual_layer_norm(&mut x, &attn, &layer.output_norm.weight, &layer.output_norm.bias, self.eps);
+        }
+        if output == Output::FirstToken && n_layers == 0 {
+            x = p.offsets[..p.num_sequences()].iter().flat_map(|&o| x[o * h..(o + 1) * h].to_vec()).collect();
+        }
+        Ok(x)
+    }
+}
