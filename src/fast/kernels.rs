@@ -124,17 +124,45 @@ multiversion! {
     }
 }
 
+/// Lane-wise accumulators: a float reduction written as one running value is a serial
+/// dependency chain the compiler may not reorder; 16 independent lanes vectorize.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    tail.iter().chain(acc.iter()).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+#[inline(always)]
+fn sum_of(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
 multiversion! {
     /// Softmax of each row of `width` values, in place.
     pub fn softmax_rows(xs: &mut [f32], width: usize) {
         for row in xs.chunks_exact_mut(width) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
+            let max = max_of(row);
             for v in row.iter_mut() {
                 *v = exp(*v - max);
-                sum += *v;
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / sum_of(row);
             for v in row.iter_mut() {
                 *v *= inv;
             }
@@ -146,18 +174,20 @@ multiversion! {
     fn residual_layer_norm_serial(xs: &mut [f32], residual: &[f32], weight: &[f32], bias: &[f32], eps: f32) {
         let width = weight.len();
         for (row, res) in xs.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
-            let mut sum = 0.0;
             for (v, r) in row.iter_mut().zip(res) {
                 *v += r;
-                sum += *v;
             }
-            let mean = sum / width as f32;
-            let mut var = 0.0;
-            for v in row.iter() {
-                let d = v - mean;
-                var += d * d;
+            let mean = sum_of(row) / width as f32;
+            let mut sq = [0f32; LANES];
+            let chunks = row.chunks_exact(LANES);
+            let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+            for c in chunks {
+                for i in 0..LANES {
+                    sq[i] += (c[i] - mean) * (c[i] - mean);
+                }
             }
-            let inv_std = 1.0 / (var / width as f32 + eps).sqrt();
+            let var = (sq.iter().sum::<f32>() + tail) / width as f32;
+            let inv_std = 1.0 / (var + eps).sqrt();
             for ((v, w), b) in row.iter_mut().zip(weight).zip(bias) {
                 *v = (*v - mean) * inv_std * w + b;
             }
