@@ -53,6 +53,26 @@ def bm25_candidates(num_queries: int, depth: int = 100) -> list[tuple[str, list[
     return [(q["text"], [texts[j] for j in row]) for q, row in zip(queries, ids)]
 
 
+def encoder_flops(lengths: list[int], config: dict) -> float:
+    """Multiply-adds x 2 of a full encoder pass over sequences of these lengths:
+    QKV + output projections, the feed-forward block, and attention (QK^T and PV)."""
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    per_layer = sum(2 * n * (4 * h * h + 2 * h * i) + 4 * n * n * h for n in lengths)
+    return float(per_layer * layers)
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The machine's practical f32 limit: a large square matmul in PyTorch, same threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
 def timed_run(score, workload) -> tuple[float, list[float], list[np.ndarray]]:
     latencies, outputs = [], []
     for query, docs in workload:
@@ -99,16 +119,23 @@ def main() -> None:
             outputs[name] = out
             print(f"run {run + 1}/{args.runs} {name:>22}: {n_pairs / total:7.1f} pairs/s", flush=True)
 
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    lengths = [len(ids) for query, docs in workload for ids in ours.tokenize([(query, d) for d in docs])]
+    flops = encoder_flops(lengths, config)
+    peak = matmul_gflops()
     diff = max(np.abs(a - b).max() for a, b in zip(outputs["crossrank"], outputs["sentence-transformers"]))
     print(f"\n{args.queries} Cranfield queries x BM25 top-100 = {n_pairs} pairs, max_length {args.max_length}, "
           f"batch_size {args.batch_size}, {THREADS} threads, {args.runs} runs; max |logit diff| = {diff:.2e}")
-    print("| system | pairs/s (median) | ms/query p50 | ratio vs sentence-transformers |")
-    print("|---|---|---|---|")
+    print(f"mean tokens per pair {np.mean(lengths):.0f}; {flops / 1e9:.0f} GFLOP per run; "
+          f"large f32 matmul (torch, {THREADS} threads): {peak:.0f} GFLOP/s")
+    print("| system | pairs/s (median) | ms/query p50 | GFLOP/s | ratio vs sentence-transformers |")
+    print("|---|---|---|---|---|")
     base = n_pairs / statistics.median(totals["sentence-transformers"])
     for name in systems:
         rate = n_pairs / statistics.median(totals[name])
         p50 = statistics.median(latencies[name]) * 1000
-        print(f"| {name} | {rate:.1f} | {p50:.0f} | {rate / base:.2f}x |")
+        gflops = flops / statistics.median(totals[name]) / 1e9
+        print(f"| {name} | {rate:.1f} | {p50:.0f} | {gflops:.0f} | {rate / base:.2f}x |")
 
 
 if __name__ == "__main__":
