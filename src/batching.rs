@@ -2,6 +2,8 @@
 //! small, batches respect both a sequence count and a padded-token budget, and results
 //! come back in input order.
 
+use std::ops::Range;
+
 use candle_core::{Device, Tensor};
 use tokenizers::Encoding;
 
@@ -69,10 +71,17 @@ pub fn make_input(encodings: &[&Encoding], scheme: InputScheme, pad_id: u32, dev
     })
 }
 
-/// Runs `forward` (a batch -> (batch, width) f32, row-major) over length-sorted batches and returns
-/// the rows in input order, flattened (n * width). `on_batch` gets each batch's size.
+/// Inputs are tokenized and run in chunks of this many sequences, so the memory that
+/// tokens take stays bounded however many inputs a call has.
+pub const CHUNK: usize = 1024;
+
+/// Scores `n` inputs: each chunk of [`CHUNK`] inputs is tokenized (`tokenize` gets the
+/// input range), sorted by length into batches, and run through `forward` (a batch ->
+/// (batch, width) f32, row-major). Returns the rows in input order, flattened
+/// (n * width). `on_batch` gets each batch's size.
 pub fn run_batched(
-    encodings: &[Encoding],
+    n: usize,
+    tokenize: &dyn Fn(Range<usize>) -> Result<Vec<Encoding>>,
     batch_size: usize,
     max_batch_tokens: Option<usize>,
     width: usize,
@@ -82,22 +91,26 @@ pub fn run_batched(
     if batch_size == 0 {
         return Err(Error::invalid("batch_size must be a positive integer, got 0"));
     }
-    let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
-    let mut out = vec![0f32; encodings.len() * width];
-    for batch in plan_batches(&lengths, batch_size, max_batch_tokens) {
-        let members: Vec<&Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
-        let rows = forward(&members)?;
-        if rows.len() != batch.len() * width {
-            return Err(Error::invalid(format!(
-                "model returned {} values for {} sequences, expected {width} each",
-                rows.len(),
-                batch.len()
-            )));
+    let mut out = vec![0f32; n * width];
+    for chunk_start in (0..n).step_by(CHUNK) {
+        let encodings = tokenize(chunk_start..(chunk_start + CHUNK).min(n))?;
+        let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
+        for batch in plan_batches(&lengths, batch_size, max_batch_tokens) {
+            let members: Vec<&Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
+            let rows = forward(&members)?;
+            if rows.len() != batch.len() * width {
+                return Err(Error::invalid(format!(
+                    "model returned {} values for {} sequences, expected {width} each",
+                    rows.len(),
+                    batch.len()
+                )));
+            }
+            for (&i, row) in batch.iter().zip(rows.chunks_exact(width)) {
+                let at = (chunk_start + i) * width;
+                out[at..at + width].copy_from_slice(row);
+            }
+            on_batch(batch.len());
         }
-        for (&i, row) in batch.iter().zip(rows.chunks_exact(width)) {
-            out[i * width..(i + 1) * width].copy_from_slice(row);
-        }
-        on_batch(batch.len());
     }
     Ok(out)
 }

@@ -165,9 +165,9 @@ impl BiEncoder {
         normalize: Option<bool>,
         on_batch: &mut dyn FnMut(usize),
     ) -> Result<Embeddings> {
-        let encodings = self.tokenizer.encode_texts(texts)?;
+        let tokenize = |range| self.tokenizer.encode_texts(&texts[range]);
         let normalize = normalize.unwrap_or(false) || self.normalize;
-        let values = run_batched(&encodings, batch_size, max_batch_tokens, self.dim, on_batch, &|batch| {
+        let values = run_batched(texts.len(), &tokenize, batch_size, max_batch_tokens, self.dim, on_batch, &|batch| {
             let model = match &self.engine {
                 Engine::Cpu(model) => return model.forward(batch, self.pooling, normalize),
                 Engine::Candle(model) => model,

@@ -174,8 +174,8 @@ impl CrossEncoder {
         max_batch_tokens: Option<usize>,
         on_batch: &mut dyn FnMut(usize),
     ) -> Result<Scores> {
-        let encodings = self.tokenizer.encode_pairs(pairs)?;
-        let values = run_batched(&encodings, batch_size, max_batch_tokens, self.num_labels, on_batch, &|batch| {
+        let tokenize = |range| self.tokenizer.encode_pairs(&pairs[range]);
+        let values = run_batched(pairs.len(), &tokenize, batch_size, max_batch_tokens, self.num_labels, on_batch, &|batch| {
             match &self.engine {
                 Engine::Cpu(model) => model.forward(batch),
                 Engine::Candle(model) => {

@@ -306,3 +306,18 @@ fn cpu_engine_equals_candle_reference() {
         }
     }
 }
+
+#[test]
+fn inputs_spanning_several_chunks_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), Kind::Bert, "bert", 1);
+    let ce = load(dir.path());
+    let unique = pairs();
+    let want = predict(&ce, &unique, 1);
+    let n = crate::batching::CHUNK * 2 + 37;
+    let many: Vec<(&str, &str)> = (0..n).map(|i| unique[i % unique.len()]).collect();
+    let got = predict(&ce, &many, 64);
+    for (i, score) in got.iter().enumerate() {
+        assert!((score - want[i % unique.len()]).abs() < 1e-5, "input {i}");
+    }
+}
