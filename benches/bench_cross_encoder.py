@@ -1,4 +1,5 @@
-"""Cross-encoder throughput: crossrank vs sentence-transformers, side by side, one process.
+"""Cross-encoder throughput: crossrank vs sentence-transformers and ONNX Runtime, side by side,
+in one process.
 
 Workload: BM25 (bm25s, Lucene variant, k1=0.9, b=0.4) top-100 candidates for the first
 N Cranfield queries, scored with the cross-encoder fixture (real all-MiniLM-L6-v2 encoder
@@ -73,6 +74,49 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def onnx_scorer(model_dir: Path, max_length: int, batch_size: int, length_sorted: bool):
+    """ONNX Runtime on the checkpoint exported by torch.onnx.export (cached under .cache/onnx),
+    tokenized with the HF fast tokenizer, fed in input order as fastembed / FlashRank do, or
+    sorted by length first (then restored)."""
+    import onnxruntime as ort
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    path = ROOT / ".cache" / "onnx" / (Path(model_dir).name + ".onnx")
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+        enc = tokenizer(["a query"], ["a document"], return_tensors="pt")
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        torch.onnx.export(
+            model, (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]), str(path),
+            input_names=names, output_names=["logits"], opset_version=17, dynamo=False,
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def score(pairs):
+        order = list(range(len(pairs)))
+        if length_sorted:
+            lengths = [len(ids) for ids in tokenizer([q for q, _ in pairs], [d for _, d in pairs],
+                                                     truncation="longest_first", max_length=max_length)["input_ids"]]
+            order.sort(key=lambda i: -lengths[i])
+        out = np.empty(len(pairs), dtype=np.float32)
+        for start in range(0, len(pairs), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], truncation="longest_first",
+                            max_length=max_length, padding=True, return_tensors="np")
+            feed = {n: enc[n].astype(np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
+            out[idx] = session.run(["logits"], feed)[0][:, 0]
+        return out
+
+    return score
+
+
 def timed_run(score, workload) -> tuple[float, list[float], list[np.ndarray]]:
     latencies, outputs = [], []
     for query, docs in workload:
@@ -89,11 +133,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--model", type=Path, default=None, help="cross-encoder directory (default: the fixture)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime runs")
+    parser.add_argument("--fixture", choices=sorted(fixtures.BENCH_FIXTURES), default="minilm-l6",
+                        help="which cross-encoder fixture: the 6-layer MiniLM one, its layers repeated to 12, "
+                             "or a TinyBERT-sized random one (2 layers, hidden 128)")
     args = parser.parse_args()
 
     torch.set_num_threads(THREADS)
-    model_dir = args.model or fixtures.ensure_default_fixtures()[1]
+    model_dir = fixtures.BENCH_FIXTURES[args.fixture]()
     workload = bm25_candidates(args.queries)
     n_pairs = sum(len(docs) for _, docs in workload)
 
@@ -104,6 +151,9 @@ def main() -> None:
         "crossrank": lambda pairs: ours.predict(pairs, batch_size=args.batch_size, activation_fn="identity"),
         "sentence-transformers": lambda pairs: st.predict(pairs, batch_size=args.batch_size, activation_fn=identity),
     }
+    if not args.no_onnx:
+        systems["onnxruntime (input order)"] = onnx_scorer(model_dir, args.max_length, args.batch_size, False)
+        systems["onnxruntime (length-sorted)"] = onnx_scorer(model_dir, args.max_length, args.batch_size, True)
     warm = [(workload[0][0], workload[0][1][:8])]
     for score in systems.values():
         timed_run(score, warm)
@@ -117,15 +167,17 @@ def main() -> None:
             totals[name].append(total)
             latencies[name].extend(lat)
             outputs[name] = out
-            print(f"run {run + 1}/{args.runs} {name:>22}: {n_pairs / total:7.1f} pairs/s", flush=True)
+            print(f"run {run + 1}/{args.runs} {name:>28}: {n_pairs / total:7.1f} pairs/s", flush=True)
 
     config = json.loads((Path(model_dir) / "config.json").read_text())
     lengths = [len(ids) for query, docs in workload for ids in ours.tokenize([(query, d) for d in docs])]
     flops = encoder_flops(lengths, config)
     peak = matmul_gflops()
-    diff = max(np.abs(a - b).max() for a, b in zip(outputs["crossrank"], outputs["sentence-transformers"]))
-    print(f"\n{args.queries} Cranfield queries x BM25 top-100 = {n_pairs} pairs, max_length {args.max_length}, "
-          f"batch_size {args.batch_size}, {THREADS} threads, {args.runs} runs; max |logit diff| = {diff:.2e}")
+    diff = max(
+        np.abs(a - b).max() for name in systems if name != "crossrank" for a, b in zip(outputs["crossrank"], outputs[name])
+    )
+    print(f"\nfixture {args.fixture}: {args.queries} Cranfield queries x BM25 top-100 = {n_pairs} pairs, max_length {args.max_length}, "
+          f"batch_size {args.batch_size}, {THREADS} threads, {args.runs} runs; max |logit diff| vs crossrank = {diff:.2e}")
     print(f"mean tokens per pair {np.mean(lengths):.0f}; {flops / 1e9:.0f} GFLOP per run; "
           f"large f32 matmul (torch, {THREADS} threads): {peak:.0f} GFLOP/s")
     print("| system | pairs/s (median) | ms/query p50 | GFLOP/s | ratio vs sentence-transformers |")
@@ -136,6 +188,11 @@ def main() -> None:
         p50 = statistics.median(latencies[name]) * 1000
         gflops = flops / statistics.median(totals[name]) / 1e9
         print(f"| {name} | {rate:.1f} | {p50:.0f} | {gflops:.0f} | {rate / base:.2f}x |")
+    ours_total = statistics.median(totals["crossrank"])
+    for name in systems:
+        if name != "crossrank":
+            print(f"crossrank vs {name}: {statistics.median(totals[name]) / ours_total:.2f}x pairs/s, "
+                  f"{statistics.median(latencies[name]) / statistics.median(latencies['crossrank']):.2f}x lower p50 latency")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,71 @@ def make_cross_encoder(
     return target
 
 
+def make_random_cross_encoder(
+    target: Path, *, hidden: int = 128, layers: int = 2, heads: int = 2, intermediate: int = 512, seed: int = 0
+) -> Path:
+    """A TinyBERT-shaped cross-encoder with seeded random weights and MiniLM's tokenizer:
+    only its shape matters (speed benchmarks)."""
+    from safetensors.numpy import save_file
+
+    encoder = fetch_minilm()
+    config = json.loads((encoder / "config.json").read_text())
+    config.update(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                  intermediate_size=intermediate, architectures=["BertForSequenceClassification"],
+                  id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return rng.normal(0.0, 0.02, size=shape).astype(np.float32)
+
+    t = {
+        "bert.embeddings.word_embeddings.weight": normal(config["vocab_size"], hidden),
+        "bert.embeddings.position_embeddings.weight": normal(config["max_position_embeddings"], hidden),
+        "bert.embeddings.token_type_embeddings.weight": normal(config["type_vocab_size"], hidden),
+        "bert.embeddings.LayerNorm.weight": np.ones(hidden, np.float32),
+        "bert.embeddings.LayerNorm.bias": np.zeros(hidden, np.float32),
+        "bert.pooler.dense.weight": normal(hidden, hidden),
+        "bert.pooler.dense.bias": np.zeros(hidden, np.float32),
+        "classifier.weight": normal(1, hidden),
+        "classifier.bias": np.zeros(1, np.float32),
+    }
+    for i in range(layers):
+        p = f"bert.encoder.layer.{i}."
+        for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]:
+            t[p + name + ".weight"], t[p + name + ".bias"] = normal(hidden, hidden), np.zeros(hidden, np.float32)
+        t[p + "intermediate.dense.weight"], t[p + "intermediate.dense.bias"] = normal(intermediate, hidden), np.zeros(intermediate, np.float32)
+        t[p + "output.dense.weight"], t[p + "output.dense.bias"] = normal(hidden, intermediate), np.zeros(hidden, np.float32)
+        for norm in ["attention.output.LayerNorm", "output.LayerNorm"]:
+            t[p + norm + ".weight"], t[p + norm + ".bias"] = np.ones(hidden, np.float32), np.zeros(hidden, np.float32)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    for name in TOKENIZER_FILES:
+        if (encoder / name).is_file():
+            shutil.copy(encoder / name, target / name)
+    save_file(t, str(target / "model.safetensors"))
+    return target
+
+
+def ensure_tinybert() -> Path:
+    target = CACHE / "models" / "tinybert-l2-h128-ce-seed0"
+    if (target / "model.safetensors").is_file():
+        return target
+    return make_random_cross_encoder(target)
+
+
+def ensure_minilm_l12() -> Path:
+    """The MiniLM layers repeated to 12: a 12-layer fixture of the same width."""
+    return ensure_cross_encoder(CACHE / "models" / "minilm-l12-ce-seed0", layers=list(range(6)) * 2)
+
+
+# The fixtures the speed benchmarks can run on, by name.
+BENCH_FIXTURES = {
+    "minilm-l6": lambda: ensure_default_fixtures()[1],
+    "minilm-l12": ensure_minilm_l12,
+    "tinybert-l2-h128": ensure_tinybert,
+}
+
+
 def ensure_cross_encoder(target: Path, **kwargs) -> Path:
     """``make_cross_encoder`` unless ``target`` already holds that exact fixture."""
     spec_file = target / FIXTURE_SPEC

@@ -225,11 +225,16 @@ impl CrossEncoder {
         }
         let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
         let scores = self.predict(&pairs, options, on_batch)?;
-        let mut ranked: Vec<(usize, f32)> = scores.values.into_iter().enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(top_k.unwrap_or(usize::MAX));
-        Ok(ranked)
+        Ok(rank_by_score(scores.values, top_k))
     }
+}
+
+/// `(index, score)` best first; ties keep input order; at most `top_k`.
+pub fn rank_by_score(scores: Vec<f32>, top_k: Option<usize>) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(top_k.unwrap_or(usize::MAX));
+    ranked
 }
 
 /// sentence-transformers' rule: `sentence_transformers.activation_fn` (or the older

@@ -68,3 +68,18 @@ def test_plain_python_outputs(ce):
     assert type(ranked[0]["score"]) is float and type(ranked[0]["corpus_id"]) is int
     as_list = ce.predict([("a", "b"), ("c", "d")], convert_to_numpy=False)
     assert isinstance(as_list, list) and all(type(x) is float for x in as_list)
+
+
+def test_inputs_larger_than_a_chunk_keep_their_order(ce):
+    """predict/rank copy and score inputs 1024 at a time; order must survive the chunks."""
+    unique = [("lift on wings", "lift"), ("heat", "heat in slabs"), ("a", "b c d"), ("flow", ""),
+              ("boundary layer", "the boundary layer over a plate"), ("", "x"), ("shock waves", "shock")]
+    want = ce.predict(unique)
+    n = 2 * 1024 + 100
+    got = ce.predict([unique[i % 7] for i in range(n)], batch_size=64)
+    assert np.allclose(got, want[np.arange(n) % 7], atol=1e-5)
+    docs = [unique[i % 7][1] for i in range(n)]
+    ranked = ce.rank("lift on wings", docs, top_k=5)
+    alone = ce.predict([("lift on wings", d) for d in docs[:7]])
+    best = int(np.argmax(alone))
+    assert ranked[0]["corpus_id"] == best and ranked[1]["corpus_id"] == best + 7

@@ -9,9 +9,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::errors::{load_error, to_py};
-use super::inputs::{extract_pairs, extract_text_list, model_path, optional_positive, positive, query_str};
+use super::inputs::{
+    checked_pairs, PyPair, extract_pairs, extract_text_list, model_path, optional_positive, pair_strings, positive, query_str,
+};
 use super::progress::Progress;
-use crate::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores};
+use crate::batching::CHUNK;
+use crate::cross_encoder::{rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores};
 use crate::source::HubOptions;
 
 /// An activation given as a name ("sigmoid") or as a torch module (`torch.nn.Sigmoid()`),
@@ -72,6 +75,26 @@ pub struct PyCrossEncoder {
 }
 
 impl PyCrossEncoder {
+    /// Scores checked pairs [`CHUNK`] at a time: each chunk is copied out of Python and
+    /// scored with the GIL released, so the copies never exceed one chunk.
+    fn predict_chunked(
+        &self,
+        py: Python<'_>,
+        pairs: &[PyPair<'_>],
+        options: &PredictOptions,
+        progress: &Progress,
+    ) -> PyResult<Scores> {
+        let mut all = Scores { values: Vec::new(), num_labels: self.inner.num_labels() };
+        for chunk in pairs.chunks(CHUNK) {
+            let owned = pair_strings(chunk)?;
+            let borrowed: Vec<(&str, &str)> = owned.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let inner = &self.inner;
+            let scores = py.detach(|| inner.predict(&borrowed, options, &mut |n| progress.update(n))).map_err(to_py)?;
+            all.values.extend(scores.values);
+        }
+        Ok(all)
+    }
+
     fn options(&self, batch_size: i64, activation_fn: Option<&Bound<'_, PyAny>>, apply_softmax: bool) -> PyResult<PredictOptions> {
         Ok(PredictOptions {
             batch_size: positive(batch_size, "batch_size")?,
@@ -140,15 +163,13 @@ impl PyCrossEncoder {
         convert_to_numpy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let options = self.options(batch_size, activation_fn, apply_softmax)?;
-        let (pairs, singular) = extract_pairs(sentences)?;
-        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        let progress = Progress::new(py, show_progress_bar, borrowed.len(), "Scoring", "pair")?;
-        let inner = &self.inner;
-        let result = py.detach(|| inner.predict(&borrowed, &options, &mut |n| progress.update(n)));
+        let (pairs, singular) = checked_pairs(sentences)?;
+        let progress = Progress::new(py, show_progress_bar, pairs.len(), "Scoring", "pair")?;
+        let result = self.predict_chunked(py, &pairs, &options, &progress);
         progress.close(py);
-        let scores = result.map_err(to_py)?;
+        let scores = result?;
         let k = scores.num_labels;
-        if borrowed.is_empty() && convert_to_numpy {
+        if pairs.is_empty() && convert_to_numpy {
             let empty = PyArray1::<f32>::zeros(py, [0], false);
             return Ok(if k == 1 { empty.into_any() } else { empty.reshape([0, k])?.into_any() });
         }
@@ -177,19 +198,26 @@ impl PyCrossEncoder {
             Some(k) if k < 0 => return Err(PyValueError::new_err(format!("top_k must be >= 0, got {k}"))),
             k => k.map(|k| k as usize),
         };
-        let docs: Vec<&str> = documents.iter().map(String::as_str).collect();
-        let progress = Progress::new(py, show_progress_bar, docs.len(), "Ranking", "doc")?;
-        let inner = &self.inner;
-        let result = py.detach(|| inner.rank(&query, &docs, top_k, &options, &mut |n| progress.update(n)));
+        if self.inner.num_labels() != 1 {
+            return Err(PyValueError::new_err(format!(
+                "rank() needs a model with one output label; this one has {}",
+                self.inner.num_labels()
+            )));
+        }
+        let query = PyString::new(py, &query).into_any();
+        let pairs: Vec<_> = documents.iter().map(|d| (query.clone(), PyString::new(py, d).into_any())).collect();
+        let progress = Progress::new(py, show_progress_bar, pairs.len(), "Ranking", "doc")?;
+        let result = self.predict_chunked(py, &pairs, &options, &progress);
         progress.close(py);
-        let ranked = result.map_err(to_py)?;
+        let ranked = rank_by_score(result?.values, top_k);
+        let docs = documents;
         let out = PyList::empty(py);
         for (id, score) in ranked {
             let entry = PyDict::new(py);
             entry.set_item("corpus_id", id)?;
             entry.set_item("score", score as f64)?;
             if return_documents {
-                entry.set_item("text", docs[id])?;
+                entry.set_item("text", &docs[id])?;
             }
             out.append(entry)?;
         }

@@ -11,13 +11,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 fn as_str(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
-    if obj.is_none() {
-        return Err(PyTypeError::new_err(format!("{what} is None; expected str")));
-    }
-    if !obj.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(format!("{what} must be str, got {}", type_name(obj))));
-    }
-    obj.extract::<String>()
+    checked_str(obj.clone(), what)?.extract::<String>()
 }
 
 fn items<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -37,9 +31,23 @@ fn is_pair_like(obj: &Bound<'_, PyAny>) -> bool {
     obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()
 }
 
-/// `(pairs, singular)`: a list of (query, document) pairs, or one pair (as
-/// sentence-transformers: a sequence whose first element is a str is one pair).
-pub fn extract_pairs(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<(String, String)>, bool)> {
+/// A (query, document) pair of Python str objects, checked but not yet copied.
+pub type PyPair<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+fn checked_str<'py>(obj: Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyAny>> {
+    if obj.is_none() {
+        return Err(PyTypeError::new_err(format!("{what} is None; expected str")));
+    }
+    if !obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!("{what} must be str, got {}", type_name(&obj))));
+    }
+    Ok(obj)
+}
+
+/// `(pairs, singular)`: checks a list of (query, document) pairs, or one pair (as
+/// sentence-transformers: a sequence whose first element is a str is one pair). Every
+/// item is checked before any is copied, so a bad item fails the call before work starts.
+pub fn checked_pairs<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Vec<PyPair<'py>>, bool)> {
     let list = items(obj, "sentences")?;
     let singular = list.first().is_some_and(|first| first.is_instance_of::<PyString>());
     if singular {
@@ -49,7 +57,7 @@ pub fn extract_pairs(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<(String, String)>,
                 list.len()
             )));
         }
-        let pair = (as_str(&list[0], "sentences[0]")?, as_str(&list[1], "sentences[1]")?);
+        let pair = (checked_str(list[0].clone(), "sentences[0]")?, checked_str(list[1].clone(), "sentences[1]")?);
         return Ok((vec![pair], true));
     }
     let pairs = list
@@ -68,16 +76,31 @@ pub fn extract_pairs(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<(String, String)>,
                 )));
             }
             let parts = items(item, &format!("sentences[{i}]"))?;
-            if parts.len() != 2 {
-                return Err(PyValueError::new_err(format!(
-                    "sentences[{i}] has {} elements; expected a (query, document) pair",
-                    parts.len()
-                )));
+            let n = parts.len();
+            let mut parts = parts.into_iter();
+            match (parts.next(), parts.next(), n) {
+                (Some(q), Some(d), 2) => Ok((
+                    checked_str(q, &format!("sentences[{i}][0]"))?,
+                    checked_str(d, &format!("sentences[{i}][1]"))?,
+                )),
+                _ => Err(PyValueError::new_err(format!(
+                    "sentences[{i}] has {n} elements; expected a (query, document) pair"
+                ))),
             }
-            Ok((as_str(&parts[0], &format!("sentences[{i}][0]"))?, as_str(&parts[1], &format!("sentences[{i}][1]"))?))
         })
         .collect::<PyResult<Vec<_>>>()?;
     Ok((pairs, false))
+}
+
+/// Copies checked pairs into Rust strings.
+pub fn pair_strings(pairs: &[PyPair<'_>]) -> PyResult<Vec<(String, String)>> {
+    pairs.iter().map(|(q, d)| Ok((q.extract::<String>()?, d.extract::<String>()?))).collect()
+}
+
+/// `(pairs, singular)`, copied: see [`checked_pairs`].
+pub fn extract_pairs(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<(String, String)>, bool)> {
+    let (pairs, singular) = checked_pairs(obj)?;
+    Ok((pair_strings(&pairs)?, singular))
 }
 
 /// A list of str, or one str (`singular`).
