@@ -15,7 +15,11 @@ use crate::models::InputScheme;
 /// `batch_size` sequences and, when `max_batch_tokens` is set, at most that many
 /// padded tokens (sequences x longest length); a single over-long sequence still
 /// forms a batch of its own.
-pub fn plan_batches(lengths: &[usize], batch_size: usize, max_batch_tokens: Option<usize>) -> Vec<Vec<usize>> {
+pub fn plan_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    max_batch_tokens: Option<usize>,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let budget = max_batch_tokens.unwrap_or(usize::MAX);
@@ -24,7 +28,9 @@ pub fn plan_batches(lengths: &[usize], batch_size: usize, max_batch_tokens: Opti
     for i in order {
         // Sorted longest first, so the batch's padded length is its first sequence's.
         let padded_len = current.first().map_or(lengths[i], |&f| lengths[f]).max(1);
-        if !current.is_empty() && (current.len() >= batch_size || (current.len() + 1) * padded_len > budget) {
+        if !current.is_empty()
+            && (current.len() >= batch_size || (current.len() + 1) * padded_len > budget)
+        {
             batches.push(std::mem::take(&mut current));
         }
         current.push(i);
@@ -36,15 +42,24 @@ pub fn plan_batches(lengths: &[usize], batch_size: usize, max_batch_tokens: Opti
 }
 
 /// Pads the encodings of one batch into model inputs.
-pub fn make_input(encodings: &[&Encoding], scheme: InputScheme, pad_id: u32, device: &Device) -> Result<EncoderInput> {
+pub fn make_input(
+    encodings: &[&Encoding],
+    scheme: InputScheme,
+    pad_id: u32,
+    device: &Device,
+) -> Result<EncoderInput> {
     let batch = encodings.len();
     let seq_len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
     if batch == 0 || seq_len == 0 {
         return Err(Error::invalid("cannot build an empty batch"));
     }
     let size = batch * seq_len;
-    let (mut ids, mut types, mut positions, mut mask) =
-        (vec![pad_id; size], vec![0u32; size], vec![0u32; size], vec![0f32; size]);
+    let (mut ids, mut types, mut positions, mut mask) = (
+        vec![pad_id; size],
+        vec![0u32; size],
+        vec![0u32; size],
+        vec![0f32; size],
+    );
     for (row, enc) in encodings.iter().enumerate() {
         let base = row * seq_len;
         for (j, (&id, &type_id)) in enc.get_ids().iter().zip(enc.get_type_ids()).enumerate() {
@@ -89,7 +104,9 @@ pub fn run_batched(
     forward: &dyn Fn(&[&Encoding]) -> Result<Vec<f32>>,
 ) -> Result<Vec<f32>> {
     if batch_size == 0 {
-        return Err(Error::invalid("batch_size must be a positive integer, got 0"));
+        return Err(Error::invalid(
+            "batch_size must be a positive integer, got 0",
+        ));
     }
     let mut out = vec![0f32; n * width];
     for chunk_start in (0..n).step_by(CHUNK) {
@@ -127,7 +144,9 @@ mod tests {
         // 100 tokens alone exceeds a 150 budget for two, so it goes alone.
         let batches = plan_batches(&lengths, 8, Some(150));
         assert_eq!(batches[0], vec![5]);
-        assert!(batches.iter().all(|b| b.len() * lengths[b[0]] <= 150 || b.len() == 1));
+        assert!(batches
+            .iter()
+            .all(|b| b.len() * lengths[b[0]] <= 150 || b.len() == 1));
         let mut all: Vec<usize> = batches.concat();
         all.sort();
         assert_eq!(all, (0..6).collect::<Vec<_>>());

@@ -153,7 +153,12 @@ impl BiEncoder {
     }
 
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        Ok(self.tokenizer.encode_texts(texts)?.into_iter().map(|e| e.get_ids().to_vec()).collect())
+        Ok(self
+            .tokenizer
+            .encode_texts(texts)?
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
     }
 
     /// `normalize`: `None` uses the model's default ([`normalizes`](Self::normalizes)).
@@ -167,22 +172,37 @@ impl BiEncoder {
     ) -> Result<Embeddings> {
         let tokenize = |range| self.tokenizer.encode_texts(&texts[range]);
         let normalize = normalize.unwrap_or(false) || self.normalize;
-        let values = run_batched(texts.len(), &tokenize, batch_size, max_batch_tokens, self.dim, on_batch, &|batch| {
-            let model = match &self.engine {
-                Engine::Cpu(model) => return model.forward(batch, self.pooling, normalize),
-                Engine::Candle(model) => model,
-            };
-            let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
-            let hidden = model.forward(&input)?;
-            let mut pooled = self.pooling.pool(&hidden, &input.attention_mask)?;
-            if normalize {
-                // torch.nn.functional.normalize: x / max(||x||, 1e-12)
-                let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
-                pooled = pooled.broadcast_div(&norm)?;
-            }
-            Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
-        })?;
-        Ok(Embeddings { values, dim: self.dim })
+        let values = run_batched(
+            texts.len(),
+            &tokenize,
+            batch_size,
+            max_batch_tokens,
+            self.dim,
+            on_batch,
+            &|batch| {
+                let model = match &self.engine {
+                    Engine::Cpu(model) => return model.forward(batch, self.pooling, normalize),
+                    Engine::Candle(model) => model,
+                };
+                let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
+                let hidden = model.forward(&input)?;
+                let mut pooled = self.pooling.pool(&hidden, &input.attention_mask)?;
+                if normalize {
+                    // torch.nn.functional.normalize: x / max(||x||, 1e-12)
+                    let norm = pooled
+                        .sqr()?
+                        .sum_keepdim(1)?
+                        .sqrt()?
+                        .clamp(1e-12, f64::INFINITY)?;
+                    pooled = pooled.broadcast_div(&norm)?;
+                }
+                Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
+            },
+        )?;
+        Ok(Embeddings {
+            values,
+            dim: self.dim,
+        })
     }
 }
 
@@ -201,7 +221,12 @@ impl SentenceTransformerConfig {
             let (_, list) = modules.as_ref()?;
             list.as_array()?.iter().find_map(|m| {
                 let t = m.get("type")?.as_str()?;
-                t.ends_with(kind).then(|| m.get("path").and_then(|p| p.as_str()).unwrap_or("").to_string())
+                t.ends_with(kind).then(|| {
+                    m.get("path")
+                        .and_then(|p| p.as_str())
+                        .unwrap_or("")
+                        .to_string()
+                })
             })
         };
         let normalize = module_path(".Normalize").is_some();
@@ -216,7 +241,11 @@ impl SentenceTransformerConfig {
             .json("sentence_bert_config.json")?
             .and_then(|(_, v)| v.get("max_seq_length").and_then(|n| n.as_u64()))
             .map(|n| n as usize);
-        Ok(Self { pooling, normalize, max_seq_length })
+        Ok(Self {
+            pooling,
+            normalize,
+            max_seq_length,
+        })
     }
 }
 

@@ -55,7 +55,9 @@ impl Activation {
     pub fn apply(self, values: &mut [f32], num_labels: usize) {
         match self {
             Self::Identity => {}
-            Self::Sigmoid => values.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Self::Sigmoid => values
+                .iter_mut()
+                .for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
             Self::Tanh => values.iter_mut().for_each(|v| *v = v.tanh()),
             Self::Softmax => values.chunks_mut(num_labels).for_each(softmax),
         }
@@ -64,10 +66,13 @@ impl Activation {
 
 fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter_mut().map(|v| {
-        *v = (*v - max).exp();
-        *v
-    }).sum();
+    let sum: f32 = row
+        .iter_mut()
+        .map(|v| {
+            *v = (*v - max).exp();
+            *v
+        })
+        .sum();
     row.iter_mut().for_each(|v| *v /= sum);
 }
 
@@ -91,7 +96,12 @@ pub struct PredictOptions {
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        Self { batch_size: 32, max_batch_tokens: None, activation: None, apply_softmax: false }
+        Self {
+            batch_size: 32,
+            max_batch_tokens: None,
+            activation: None,
+            apply_softmax: false,
+        }
     }
 }
 
@@ -129,7 +139,11 @@ impl CrossEncoder {
         let engine = if device.is_cpu() {
             Engine::Cpu(fast::Classifier::load(&ckpt, &config.encoder, num_labels)?)
         } else {
-            Engine::Candle(SequenceClassifier::load(&ckpt, &config.encoder, num_labels)?)
+            Engine::Candle(SequenceClassifier::load(
+                &ckpt,
+                &config.encoder,
+                num_labels,
+            )?)
         };
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
@@ -163,7 +177,12 @@ impl CrossEncoder {
 
     /// Token ids of each pair as the model sees them (after truncation).
     pub fn tokenize(&self, pairs: &[(&str, &str)]) -> Result<Vec<Vec<u32>>> {
-        Ok(self.tokenizer.encode_pairs(pairs)?.into_iter().map(|e| e.get_ids().to_vec()).collect())
+        Ok(self
+            .tokenizer
+            .encode_pairs(pairs)?
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
     }
 
     /// Raw logits, (n, num_labels), in input order.
@@ -175,16 +194,25 @@ impl CrossEncoder {
         on_batch: &mut dyn FnMut(usize),
     ) -> Result<Scores> {
         let tokenize = |range| self.tokenizer.encode_pairs(&pairs[range]);
-        let values = run_batched(pairs.len(), &tokenize, batch_size, max_batch_tokens, self.num_labels, on_batch, &|batch| {
-            match &self.engine {
+        let values = run_batched(
+            pairs.len(),
+            &tokenize,
+            batch_size,
+            max_batch_tokens,
+            self.num_labels,
+            on_batch,
+            &|batch| match &self.engine {
                 Engine::Cpu(model) => model.forward(batch),
                 Engine::Candle(model) => {
                     let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
                     Ok(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
                 }
-            }
-        })?;
-        Ok(Scores { values, num_labels: self.num_labels })
+            },
+        )?;
+        Ok(Scores {
+            values,
+            num_labels: self.num_labels,
+        })
     }
 
     /// Scores with the activation (and optional softmax) applied, (n, num_labels).
@@ -194,8 +222,16 @@ impl CrossEncoder {
         options: &PredictOptions,
         on_batch: &mut dyn FnMut(usize),
     ) -> Result<Scores> {
-        let mut scores = self.logits(pairs, options.batch_size, options.max_batch_tokens, on_batch)?;
-        options.activation.unwrap_or(self.activation).apply(&mut scores.values, self.num_labels);
+        let mut scores = self.logits(
+            pairs,
+            options.batch_size,
+            options.max_batch_tokens,
+            on_batch,
+        )?;
+        options
+            .activation
+            .unwrap_or(self.activation)
+            .apply(&mut scores.values, self.num_labels);
         if options.apply_softmax && self.num_labels > 1 {
             scores.values.chunks_mut(self.num_labels).for_each(softmax);
         }
@@ -260,8 +296,18 @@ mod tests {
 
     #[test]
     fn activation_names_parse() {
-        assert_eq!("torch.nn.modules.activation.Sigmoid".parse::<Activation>().unwrap(), Activation::Sigmoid);
-        assert_eq!("torch.nn.modules.linear.Identity".parse::<Activation>().unwrap(), Activation::Identity);
+        assert_eq!(
+            "torch.nn.modules.activation.Sigmoid"
+                .parse::<Activation>()
+                .unwrap(),
+            Activation::Sigmoid
+        );
+        assert_eq!(
+            "torch.nn.modules.linear.Identity"
+                .parse::<Activation>()
+                .unwrap(),
+            Activation::Identity
+        );
         assert!("relu6".parse::<Activation>().is_err());
     }
 

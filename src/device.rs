@@ -12,6 +12,8 @@ pub fn parse_device(name: &str) -> Result<Device> {
                 "device {name:?} is not available: this build of crossrank supports only \"cpu\""
             )))
         }
-        _ => Err(Error::invalid(format!("unknown device {name:?}; expected \"cpu\""))),
+        _ => Err(Error::invalid(format!(
+            "unknown device {name:?}; expected \"cpu\""
+        ))),
     }
 }

@@ -39,7 +39,10 @@ impl Error {
     }
 
     pub fn bad_file(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
-        Error::BadFile { path: path.into(), message: message.to_string() }
+        Error::BadFile {
+            path: path.into(),
+            message: message.to_string(),
+        }
     }
 }
 

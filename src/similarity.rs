@@ -15,17 +15,22 @@ pub fn cosine_matrix(a: &[f32], b: &[f32], dim: usize) -> Result<Vec<f32>> {
         )));
     }
     let norms = |x: &[f32]| -> Vec<f32> {
-        x.chunks(dim).map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12)).collect()
+        x.chunks(dim)
+            .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
+            .collect()
     };
     let (na, nb) = (norms(a), norms(b));
     let m = nb.len();
     let mut out = vec![0f32; na.len() * m];
-    out.par_chunks_mut(m.max(1)).zip(a.par_chunks(dim)).zip(na.par_iter()).for_each(|((row, x), nx)| {
-        for (j, (y, ny)) in b.chunks(dim).zip(&nb).enumerate() {
-            let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
-            row[j] = dot / (nx * ny);
-        }
-    });
+    out.par_chunks_mut(m.max(1))
+        .zip(a.par_chunks(dim))
+        .zip(na.par_iter())
+        .for_each(|((row, x), nx)| {
+            for (j, (y, ny)) in b.chunks(dim).zip(&nb).enumerate() {
+                let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+                row[j] = dot / (nx * ny);
+            }
+        });
     Ok(out)
 }
 

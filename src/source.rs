@@ -19,12 +19,22 @@ pub struct HubOptions {
 #[derive(Debug)]
 pub enum ModelSource {
     Local(PathBuf),
-    Hub { repo_id: String, revision: String, cache_dir: PathBuf, offline: bool },
+    Hub {
+        repo_id: String,
+        revision: String,
+        cache_dir: PathBuf,
+        offline: bool,
+    },
 }
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name)
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -47,7 +57,8 @@ fn looks_like_hub_id(s: &str) -> bool {
         && parts.iter().all(|p| {
             !p.is_empty()
                 && !p.starts_with('.')
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         })
 }
 
@@ -69,8 +80,14 @@ impl ModelSource {
         }
         Ok(ModelSource::Hub {
             repo_id: name_or_path.to_string(),
-            revision: options.revision.clone().unwrap_or_else(|| "main".to_string()),
-            cache_dir: options.cache_folder.clone().unwrap_or_else(default_cache_dir),
+            revision: options
+                .revision
+                .clone()
+                .unwrap_or_else(|| "main".to_string()),
+            cache_dir: options
+                .cache_folder
+                .clone()
+                .unwrap_or_else(default_cache_dir),
             offline: options.local_files_only || env_flag("HF_HUB_OFFLINE"),
         })
     }
@@ -78,7 +95,9 @@ impl ModelSource {
     pub fn describe(&self) -> String {
         match self {
             ModelSource::Local(dir) => dir.display().to_string(),
-            ModelSource::Hub { repo_id, revision, .. } => format!("{repo_id}@{revision}"),
+            ModelSource::Hub {
+                repo_id, revision, ..
+            } => format!("{repo_id}@{revision}"),
         }
     }
 
@@ -90,7 +109,12 @@ impl ModelSource {
                 let path = dir.join(filename);
                 Ok(path.is_file().then_some(path))
             }
-            ModelSource::Hub { repo_id, revision, cache_dir, offline } => {
+            ModelSource::Hub {
+                repo_id,
+                revision,
+                cache_dir,
+                offline,
+            } => {
                 let repo = Repo::with_revision(repo_id.clone(), RepoType::Model, revision.clone());
                 let cache = Cache::new(cache_dir.clone());
                 if let Some(path) = cache.repo(repo.clone()).get(filename) {
@@ -115,7 +139,10 @@ impl ModelSource {
     /// Like [`file`](Self::file) but the file must exist.
     pub fn required(&self, filename: &str) -> Result<PathBuf> {
         self.file(filename)?.ok_or_else(|| {
-            Error::NotFound(format!("model {} has no file {filename:?}", self.describe()))
+            Error::NotFound(format!(
+                "model {} has no file {filename:?}",
+                self.describe()
+            ))
         })
     }
 

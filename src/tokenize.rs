@@ -7,9 +7,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{
-    Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
-};
+use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{Error, Result};
 use crate::models::Family;
@@ -53,9 +51,9 @@ impl TextTokenizer {
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                self.inner.encode_fast((a, b), true).map_err(|e| {
-                    Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
-                })
+                self.inner
+                    .encode_fast((a, b), true)
+                    .map_err(|e| Error::Tokenizer(format!("{e} (max_length {})", self.max_length)))
             })
             .collect()
     }
@@ -64,9 +62,9 @@ impl TextTokenizer {
         texts
             .par_iter()
             .map(|&t| {
-                self.inner.encode_fast(t, true).map_err(|e| {
-                    Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
-                })
+                self.inner
+                    .encode_fast(t, true)
+                    .map_err(|e| Error::Tokenizer(format!("{e} (max_length {})", self.max_length)))
             })
             .collect()
     }
@@ -80,15 +78,27 @@ fn wordpiece_from_vocab(source: &ModelSource) -> Result<Tokenizer> {
             source.describe()
         ))
     })?;
-    let config = source.json("tokenizer_config.json")?.map(|(_, v)| v).unwrap_or_default();
-    let flag = |key: &str, default: bool| config.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
+    let config = source
+        .json("tokenizer_config.json")?
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let flag =
+        |key: &str, default: bool| config.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
     let lowercase = flag("do_lower_case", true);
     let chinese = flag("tokenize_chinese_chars", true);
     let strip_accents = config.get("strip_accents").and_then(|v| v.as_bool());
     let token = |key: &str, default: &str| {
-        config.get(key).and_then(|v| v.as_str()).unwrap_or(default).to_string()
+        config
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or(default)
+            .to_string()
     };
-    let (unk, cls, sep) = (token("unk_token", "[UNK]"), token("cls_token", "[CLS]"), token("sep_token", "[SEP]"));
+    let (unk, cls, sep) = (
+        token("unk_token", "[UNK]"),
+        token("cls_token", "[CLS]"),
+        token("sep_token", "[SEP]"),
+    );
 
     let vocab_str = vocab_path.to_string_lossy().to_string();
     let model = WordPiece::from_file(&vocab_str)
@@ -102,7 +112,12 @@ fn wordpiece_from_vocab(source: &ModelSource) -> Result<Tokenizer> {
     let (cls_id, sep_id) = (id(&cls)?, id(&sep)?);
     let mut tokenizer = Tokenizer::new(model);
     tokenizer
-        .with_normalizer(Some(BertNormalizer::new(true, chinese, strip_accents, lowercase)))
+        .with_normalizer(Some(BertNormalizer::new(
+            true,
+            chinese,
+            strip_accents,
+            lowercase,
+        )))
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
     tokenizer.with_post_processor(Some(BertProcessing::new((sep, sep_id), (cls, cls_id))));
@@ -126,7 +141,9 @@ pub fn resolve_max_length(
 ) -> Result<usize> {
     if let Some(n) = requested {
         if n < 2 {
-            return Err(Error::invalid(format!("max_length must be at least 2, got {n}")));
+            return Err(Error::invalid(format!(
+                "max_length must be at least 2, got {n}"
+            )));
         }
         if n > limit {
             return Err(Error::invalid(format!(

@@ -60,7 +60,9 @@ fn rename_legacy_layer_norm(tensors: &mut TensorMap) {
         .collect();
     for old in legacy {
         if let Some(t) = tensors.remove(&old) {
-            let new = old.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
+            let new = old
+                .replace("LayerNorm.gamma", "LayerNorm.weight")
+                .replace("LayerNorm.beta", "LayerNorm.bias");
             tensors.insert(new, t);
         }
     }

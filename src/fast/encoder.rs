@@ -7,6 +7,8 @@
 //! caller needs (the first token, for cross-encoders). Weights come from the same
 //! `VarBuilder` as the candle model in `models::bert`, which stays the reference.
 
+use std::sync::Mutex;
+
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use tokenizers::Encoding;
@@ -28,7 +30,10 @@ pub struct Dense {
 impl Dense {
     pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Self {
-            weight: vb.get((out_dim, in_dim), "weight")?.flatten_all()?.to_vec1()?,
+            weight: vb
+                .get((out_dim, in_dim), "weight")?
+                .flatten_all()?
+                .to_vec1()?,
             bias: vb.get(out_dim, "bias")?.to_vec1()?,
             in_dim,
             out_dim,
@@ -37,7 +42,10 @@ impl Dense {
 
     fn concat(parts: &[Dense]) -> Self {
         Self {
-            weight: parts.iter().flat_map(|p| p.weight.iter().copied()).collect(),
+            weight: parts
+                .iter()
+                .flat_map(|p| p.weight.iter().copied())
+                .collect(),
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
             in_dim: parts[0].in_dim,
             out_dim: parts.iter().map(|p| p.out_dim).sum(),
@@ -46,7 +54,11 @@ impl Dense {
 
     /// Writes `rows` outputs into `out` (rows x out_dim).
     pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        let threads = if rows * self.out_dim >= 1 << 14 { rayon::current_num_threads() } else { 1 };
+        let threads = if rows * self.out_dim >= 1 << 14 {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
         matmul(
             MatMut::new(&mut out[..rows * self.out_dim], rows, self.out_dim),
             Mat::new(&x[..rows * self.in_dim], rows, self.in_dim),
@@ -73,7 +85,10 @@ struct Norm {
 
 impl Norm {
     fn load(vb: &VarBuilder, size: usize) -> Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?.to_vec1()?, bias: vb.get(size, "bias")?.to_vec1()? })
+        Ok(Self {
+            weight: vb.get(size, "weight")?.to_vec1()?,
+            bias: vb.get(size, "bias")?.to_vec1()?,
+        })
     }
 }
 
@@ -131,7 +146,9 @@ impl Packed {
                 packed.type_ids.extend(std::iter::repeat_n(0, enc.len()));
             }
             let first = scheme.roberta_padding_idx.map_or(0, |pad| pad + 1);
-            packed.positions.extend((0..enc.len() as u32).map(|j| first + j));
+            packed
+                .positions
+                .extend((0..enc.len() as u32).map(|j| first + j));
             packed.offsets.push(packed.ids.len());
         }
         packed
@@ -168,6 +185,7 @@ pub struct Encoder {
     vocab_size: usize,
     max_positions: usize,
     type_vocab_size: usize,
+    workspaces: Mutex<Vec<Workspace>>,
 }
 
 impl Encoder {
@@ -194,6 +212,7 @@ impl Encoder {
             vocab_size: c.vocab_size,
             max_positions: c.max_position_embeddings,
             type_vocab_size: c.type_vocab_size,
+            workspaces: Mutex::new(Vec::new()),
         })
     }
 
@@ -201,11 +220,15 @@ impl Encoder {
         self.hidden
     }
 
-    fn embed(&self, p: &Packed) -> Result<Vec<f32>> {
+    fn embed(&self, p: &Packed, x: &mut Vec<f32>) -> Result<()> {
         let h = self.hidden;
-        let mut x = vec![0.0; p.ids.len() * h];
+        x.resize(p.ids.len() * h, 0.0);
         for (t, row) in x.chunks_exact_mut(h).enumerate() {
-            let (id, ty, pos) = (p.ids[t] as usize, p.type_ids[t] as usize, p.positions[t] as usize);
+            let (id, ty, pos) = (
+                p.ids[t] as usize,
+                p.type_ids[t] as usize,
+                p.positions[t] as usize,
+            );
             if id >= self.vocab_size || ty >= self.type_vocab_size || pos >= self.max_positions {
                 return Err(Error::invalid(format!(
                     "token {t}: id {id} / type {ty} / position {pos} outside the model's tables \
@@ -213,25 +236,41 @@ impl Encoder {
                     self.vocab_size, self.type_vocab_size, self.max_positions
                 )));
             }
-            let (w, ps, tt) = (&self.word[id * h..][..h], &self.position[pos * h..][..h], &self.token_type[ty * h..][..h]);
+            let (w, ps, tt) = (
+                &self.word[id * h..][..h],
+                &self.position[pos * h..][..h],
+                &self.token_type[ty * h..][..h],
+            );
             for j in 0..h {
                 row[j] = w[j] + ps[j] + tt[j];
             }
         }
-        kernels::layer_norm(&mut x, &self.embedding_norm.weight, &self.embedding_norm.bias, self.eps);
-        Ok(x)
+        kernels::layer_norm(
+            x,
+            &self.embedding_norm.weight,
+            &self.embedding_norm.bias,
+            self.eps,
+        );
+        Ok(())
     }
 
-    /// Self-attention context for the query rows `query_rows(s)` of each sequence.
-    /// `qkv`: (tokens, 3 * hidden). Returns (sum of query rows, hidden).
-    fn attention(&self, qkv: &[f32], p: &Packed, first_token_only: bool) -> Vec<f32> {
+    /// Self-attention context for the query rows of each sequence (all, or the first).
+    /// `qkv`: (tokens, 3 * hidden). Writes (query rows, hidden) into `context`.
+    fn attention(&self, qkv: &[f32], p: &Packed, first_token_only: bool, context: &mut Vec<f32>) {
         let (h, heads) = (self.hidden, self.heads);
         let d = h / heads;
         let scale = 1.0 / (d as f32).sqrt();
-        let all = Mat { data: qkv, rows: p.ids.len(), cols: 3 * h, row_stride: 3 * h };
+        let all = Mat {
+            data: qkv,
+            rows: p.ids.len(),
+            cols: 3 * h,
+            row_stride: 3 * h,
+        };
         let n_seq = p.num_sequences();
         let q_rows = |s: usize| if first_token_only { 1 } else { p.len(s) };
-        let tasks: Vec<(usize, usize)> = (0..n_seq).flat_map(|s| (0..heads).map(move |hd| (s, hd))).collect();
+        let tasks: Vec<(usize, usize)> = (0..n_seq)
+            .flat_map(|s| (0..heads).map(move |hd| (s, hd)))
+            .collect();
         let results: Vec<Vec<f32>> = tasks
             .par_iter()
             .map_init(Vec::new, |scores: &mut Vec<f32>, &(s, hd)| {
@@ -240,10 +279,26 @@ impl Encoder {
                 let k = all.block(off, len, h + hd * d, d);
                 let v = all.block(off, len, 2 * h + hd * d, d);
                 scores.resize(rows * len, 0.0);
-                matmul(MatMut::new(scores, rows, len), q, k, B::Transposed, scale, false, 1);
+                matmul(
+                    MatMut::new(scores, rows, len),
+                    q,
+                    k,
+                    B::Transposed,
+                    scale,
+                    false,
+                    1,
+                );
                 kernels::softmax_rows(scores, len);
                 let mut out = vec![0.0; rows * d];
-                matmul(MatMut::new(&mut out, rows, d), Mat::new(scores, rows, len), v, B::AsIs, 1.0, false, 1);
+                matmul(
+                    MatMut::new(&mut out, rows, d),
+                    Mat::new(scores, rows, len),
+                    v,
+                    B::AsIs,
+                    1.0,
+                    false,
+                    1,
+                );
                 out
             })
             .collect();
@@ -251,14 +306,13 @@ impl Encoder {
         for s in 0..n_seq {
             row_start[s + 1] = row_start[s] + q_rows(s);
         }
-        let mut context = vec![0.0; row_start[n_seq] * h];
+        context.resize(row_start[n_seq] * h, 0.0);
         for (&(s, hd), out) in tasks.iter().zip(&results) {
             for (r, src) in out.chunks_exact(d).enumerate() {
                 let dst = (row_start[s] + r) * h + hd * d;
                 context[dst..dst + d].copy_from_slice(src);
             }
         }
-        context
     }
 
     fn activation(&self, xs: &mut [f32]) {
@@ -269,36 +323,99 @@ impl Encoder {
         }
     }
 
+    /// The last hidden states: every token's, or each sequence's first token's.
     pub fn forward(&self, p: &Packed, output: Output) -> Result<Vec<f32>> {
+        self.forward_with(p, output, <[f32]>::to_vec)
+    }
+
+    /// Runs the encoder and hands the last hidden states to `read` without copying them.
+    pub fn forward_with<R>(
+        &self,
+        p: &Packed,
+        output: Output,
+        read: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R> {
+        // A workspace from the pool (or a new one): reusing the large buffers across
+        // batches avoids allocator churn that otherwise grows memory with the input size.
+        let mut ws = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        let result = self
+            .run(p, output, &mut ws)
+            .map(|rows| read(&ws.x[..rows * self.hidden]));
+        self.workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ws);
+        result
+    }
+
+    /// Returns how many rows of `ws.x` hold the output.
+    fn run(&self, p: &Packed, output: Output, ws: &mut Workspace) -> Result<usize> {
         let h = self.hidden;
-        let mut x = self.embed(p)?;
-        let mut qkv = Vec::new();
-        let mut attn = Vec::new();
-        let mut inter = Vec::new();
+        self.embed(p, &mut ws.x)?;
         let n_layers = self.layers.len();
+        let mut rows = p.ids.len();
         for (li, layer) in self.layers.iter().enumerate() {
-            let tokens = x.len() / h;
             let first_only = output == Output::FirstToken && li + 1 == n_layers;
-            qkv.resize(tokens * 3 * h, 0.0);
-            layer.qkv.forward_into(&x, tokens, &mut qkv);
-            let context = self.attention(&qkv, p, first_only);
+            ws.qkv.resize(rows * 3 * h, 0.0);
+            layer.qkv.forward_into(&ws.x, rows, &mut ws.qkv);
+            self.attention(&ws.qkv, p, first_only, &mut ws.context);
             if first_only {
                 // From here on only each sequence's first token matters.
-                x = p.offsets[..p.num_sequences()].iter().flat_map(|&o| x[o * h..(o + 1) * h].to_vec()).collect();
+                rows = keep_first_tokens(&mut ws.x, p, h);
             }
-            let rows = x.len() / h;
-            attn.resize(rows * h, 0.0);
-            layer.attention_out.forward_into(&context, rows, &mut attn);
-            kernels::residual_layer_norm(&mut attn, &x, &layer.attention_norm.weight, &layer.attention_norm.bias, self.eps);
-            inter.resize(rows * layer.intermediate.out_dim, 0.0);
-            layer.intermediate.forward_into(&attn, rows, &mut inter);
-            self.activation(&mut inter);
-            layer.output.forward_into(&inter, rows, &mut x);
-            kernels::residual_layer_norm(&mut x, &attn, &layer.output_norm.weight, &layer.output_norm.bias, self.eps);
+            ws.attn.resize(rows * h, 0.0);
+            layer
+                .attention_out
+                .forward_into(&ws.context, rows, &mut ws.attn);
+            let norm = &layer.attention_norm;
+            kernels::residual_layer_norm(
+                &mut ws.attn,
+                &ws.x[..rows * h],
+                &norm.weight,
+                &norm.bias,
+                self.eps,
+            );
+            ws.inter.resize(rows * layer.intermediate.out_dim, 0.0);
+            layer
+                .intermediate
+                .forward_into(&ws.attn, rows, &mut ws.inter);
+            self.activation(&mut ws.inter);
+            layer.output.forward_into(&ws.inter, rows, &mut ws.x);
+            let norm = &layer.output_norm;
+            kernels::residual_layer_norm(
+                &mut ws.x[..rows * h],
+                &ws.attn,
+                &norm.weight,
+                &norm.bias,
+                self.eps,
+            );
         }
         if output == Output::FirstToken && n_layers == 0 {
-            x = p.offsets[..p.num_sequences()].iter().flat_map(|&o| x[o * h..(o + 1) * h].to_vec()).collect();
+            rows = keep_first_tokens(&mut ws.x, p, h);
         }
-        Ok(x)
+        Ok(rows)
     }
+}
+
+/// Moves each sequence's first-token row to the front of `x`; returns the row count.
+fn keep_first_tokens(x: &mut [f32], p: &Packed, h: usize) -> usize {
+    for (s, &offset) in p.offsets[..p.num_sequences()].iter().enumerate() {
+        x.copy_within(offset * h..(offset + 1) * h, s * h);
+    }
+    p.num_sequences()
+}
+
+/// Buffers of one forward pass, kept between batches.
+#[derive(Default)]
+struct Workspace {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    attn: Vec<f32>,
+    inter: Vec<f32>,
 }

@@ -15,20 +15,39 @@ pub struct Mat<'a> {
 
 impl<'a> Mat<'a> {
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, row_stride: cols }
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+        }
     }
 
     /// Columns `col..col + cols` of rows `row..row + rows`.
     pub fn block(self, row: usize, rows: usize, col: usize, cols: usize) -> Self {
-        assert!(row + rows <= self.rows && col + cols <= self.cols, "block out of range");
+        assert!(
+            row + rows <= self.rows && col + cols <= self.cols,
+            "block out of range"
+        );
         let start = row * self.row_stride + col;
-        Self { data: &self.data[start.min(self.data.len())..], rows, cols, row_stride: self.row_stride }
+        Self {
+            data: &self.data[start.min(self.data.len())..],
+            rows,
+            cols,
+            row_stride: self.row_stride,
+        }
     }
 
     fn check(&self) {
         if self.rows > 0 && self.cols > 0 {
-            assert!(self.cols <= self.row_stride || self.rows == 1, "row stride smaller than a row");
-            assert!((self.rows - 1) * self.row_stride + self.cols <= self.data.len(), "matrix view out of bounds");
+            assert!(
+                self.cols <= self.row_stride || self.rows == 1,
+                "row stride smaller than a row"
+            );
+            assert!(
+                (self.rows - 1) * self.row_stride + self.cols <= self.data.len(),
+                "matrix view out of bounds"
+            );
         }
     }
 }
@@ -43,13 +62,24 @@ pub struct MatMut<'a> {
 
 impl<'a> MatMut<'a> {
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, row_stride: cols }
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+        }
     }
 
     fn check(&self) {
         if self.rows > 0 && self.cols > 0 {
-            assert!(self.cols <= self.row_stride || self.rows == 1, "row stride smaller than a row");
-            assert!((self.rows - 1) * self.row_stride + self.cols <= self.data.len(), "matrix view out of bounds");
+            assert!(
+                self.cols <= self.row_stride || self.rows == 1,
+                "row stride smaller than a row"
+            );
+            assert!(
+                (self.rows - 1) * self.row_stride + self.cols <= self.data.len(),
+                "matrix view out of bounds"
+            );
         }
     }
 }
@@ -64,7 +94,15 @@ pub enum B {
 
 /// `dst = scale * a @ op(b)` (or `dst += ...` with `accumulate`).
 /// `threads > 1` splits the product across the rayon pool.
-pub fn matmul(dst: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, b_op: B, scale: f32, accumulate: bool, threads: usize) {
+pub fn matmul(
+    dst: MatMut<'_>,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    b_op: B,
+    scale: f32,
+    accumulate: bool,
+    threads: usize,
+) {
     dst.check();
     a.check();
     b.check();
@@ -86,7 +124,11 @@ pub fn matmul(dst: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, b_op: B, scale: f32, accu
         }
         return;
     }
-    let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let parallelism = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: all three views were bounds-checked above for the strides passed here, `dst`
     // is borrowed mutably (no aliasing with `a` or `b`), and gemm reads/writes only
     // elements (i, j) with i < rows and j < cols of each view.
@@ -136,12 +178,32 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let want = naive(&a, &b, m, k, n);
         let mut got = vec![0.0; m * n];
-        matmul(MatMut::new(&mut got, m, n), Mat::new(&a, m, k), Mat::new(&b, k, n), B::AsIs, 1.0, false, 1);
-        want.iter().zip(&got).for_each(|(x, y)| assert!((x - y).abs() < 1e-5));
+        matmul(
+            MatMut::new(&mut got, m, n),
+            Mat::new(&a, m, k),
+            Mat::new(&b, k, n),
+            B::AsIs,
+            1.0,
+            false,
+            1,
+        );
+        want.iter()
+            .zip(&got)
+            .for_each(|(x, y)| assert!((x - y).abs() < 1e-5));
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect(); // (n, k)
         let mut got2 = vec![1.0; m * n];
-        matmul(MatMut::new(&mut got2, m, n), Mat::new(&a, m, k), Mat::new(&bt, n, k), B::Transposed, 2.0, true, 2);
-        want.iter().zip(&got2).for_each(|(x, y)| assert!((1.0 + 2.0 * x - y).abs() < 1e-5));
+        matmul(
+            MatMut::new(&mut got2, m, n),
+            Mat::new(&a, m, k),
+            Mat::new(&bt, n, k),
+            B::Transposed,
+            2.0,
+            true,
+            2,
+        );
+        want.iter()
+            .zip(&got2)
+            .for_each(|(x, y)| assert!((1.0 + 2.0 * x - y).abs() < 1e-5));
     }
 
     #[test]
@@ -150,8 +212,22 @@ mod tests {
         let buf: Vec<f32> = (0..24).map(|i| i as f32).collect();
         let eye = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
         let mut out = vec![0.0; 6];
-        let a = Mat { data: &buf, rows: 4, cols: 6, row_stride: 6 }.block(1, 2, 2, 3);
-        matmul(MatMut::new(&mut out, 2, 3), a, Mat::new(&eye, 3, 3), B::AsIs, 1.0, false, 1);
+        let a = Mat {
+            data: &buf,
+            rows: 4,
+            cols: 6,
+            row_stride: 6,
+        }
+        .block(1, 2, 2, 3);
+        matmul(
+            MatMut::new(&mut out, 2, 3),
+            a,
+            Mat::new(&eye, 3, 3),
+            B::AsIs,
+            1.0,
+            false,
+            1,
+        );
         assert_eq!(out, vec![8.0, 9.0, 10.0, 14.0, 15.0, 16.0]);
     }
 }

@@ -45,7 +45,8 @@ fn exp(x: f32) -> f32 {
     let n = (x * LOG2E + 0.5).floor();
     let r = x - n * C1 - n * C2;
     let z = r * r;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
+        * r
         + 1.666_666_5e-1)
         * r
         + 5.000_000_1e-1)
@@ -59,7 +60,9 @@ fn exp(x: f32) -> f32 {
 fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t
+        + 0.254_829_6)
+        * t;
     let y = 1.0 - poly * exp(-a * a);
     y.copysign(x)
 }
@@ -138,7 +141,9 @@ fn max_of(xs: &[f32]) -> f32 {
             acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
         }
     }
-    tail.iter().chain(acc.iter()).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    tail.iter()
+        .chain(acc.iter())
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 #[inline(always)]
@@ -173,9 +178,11 @@ multiversion! {
 multiversion! {
     fn residual_layer_norm_serial(xs: &mut [f32], residual: &[f32], weight: &[f32], bias: &[f32], eps: f32) {
         let width = weight.len();
-        for (row, res) in xs.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
-            for (v, r) in row.iter_mut().zip(res) {
-                *v += r;
+        for (i, row) in xs.chunks_exact_mut(width).enumerate() {
+            if !residual.is_empty() {
+                for (v, r) in row.iter_mut().zip(&residual[i * width..(i + 1) * width]) {
+                    *v += r;
+                }
             }
             let mean = sum_of(row) / width as f32;
             let mut sq = [0f32; LANES];
@@ -196,7 +203,14 @@ multiversion! {
 }
 
 /// `xs = LayerNorm(xs + residual)` row by row (rows of `weight.len()` values).
-pub fn residual_layer_norm(xs: &mut [f32], residual: &[f32], weight: &[f32], bias: &[f32], eps: f32) {
+pub fn residual_layer_norm(
+    xs: &mut [f32],
+    residual: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) {
+    assert_eq!(xs.len(), residual.len(), "residual shape");
     let rows_per_chunk = (PAR_CHUNK / weight.len()).max(1) * weight.len();
     xs.par_chunks_mut(rows_per_chunk)
         .zip(residual.par_chunks(rows_per_chunk))
@@ -205,8 +219,9 @@ pub fn residual_layer_norm(xs: &mut [f32], residual: &[f32], weight: &[f32], bia
 
 /// `xs = LayerNorm(xs)` row by row.
 pub fn layer_norm(xs: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    let zeros = vec![0.0; xs.len()];
-    residual_layer_norm(xs, &zeros, weight, bias, eps);
+    let rows_per_chunk = (PAR_CHUNK / weight.len()).max(1) * weight.len();
+    xs.par_chunks_mut(rows_per_chunk)
+        .for_each(|x| residual_layer_norm_serial(x, &[], weight, bias, eps));
 }
 
 #[cfg(test)]
@@ -220,8 +235,15 @@ mod tests {
             let e = (x as f64).exp();
             assert!(((exp(x) as f64 - e) / e).abs() < 3e-7, "exp({x})");
             let want = libm_erf(x as f64);
-            assert!((erf(x) as f64 - want).abs() < 3e-7, "erf({x}) = {} vs {want}", erf(x));
-            assert!((tanh(x) as f64 - (x as f64).tanh()).abs() < 3e-7, "tanh({x})");
+            assert!(
+                (erf(x) as f64 - want).abs() < 3e-7,
+                "erf({x}) = {} vs {want}",
+                erf(x)
+            );
+            assert!(
+                (tanh(x) as f64 - (x as f64).tanh()).abs() < 3e-7,
+                "tanh({x})"
+            );
         }
         assert_eq!(exp(-1e30), exp(-87.0));
     }
@@ -250,7 +272,13 @@ mod tests {
             assert!((xs[3 + i] - 1.0 / 3.0).abs() < 1e-6);
         }
         let mut rows = vec![1.0, 2.0, 3.0, 4.0];
-        residual_layer_norm(&mut rows, &[1.0, 1.0, 1.0, 1.0], &[1.0, 2.0], &[0.0, 1.0], 0.0);
+        residual_layer_norm(
+            &mut rows,
+            &[1.0, 1.0, 1.0, 1.0],
+            &[1.0, 2.0],
+            &[0.0, 1.0],
+            0.0,
+        );
         assert_eq!(rows, vec![-1.0, 3.0, -1.0, 3.0]);
     }
 }

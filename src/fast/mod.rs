@@ -55,37 +55,29 @@ pub struct Embedder {
 
 impl Embedder {
     pub fn load(ckpt: &Checkpoint, config: &Config) -> Result<Self> {
-        Ok(Self { encoder: Encoder::load(&ckpt.encoder_vb(), config)?, scheme: ckpt.family.input_scheme(config) })
+        Ok(Self {
+            encoder: Encoder::load(&ckpt.encoder_vb(), config)?,
+            scheme: ckpt.family.input_scheme(config),
+        })
     }
 
     /// Embeddings, (sequences, hidden) row-major.
-    pub fn forward(&self, encodings: &[&Encoding], pooling: Pooling, normalize: bool) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        encodings: &[&Encoding],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Vec<f32>> {
         let packed = Packed::new(encodings, self.scheme);
         let h = self.encoder.hidden_size();
-        let output = if pooling == Pooling::Cls { Output::FirstToken } else { Output::AllTokens };
-        let hidden = self.encoder.forward(&packed, output)?;
-        let mut out = vec![0f32; packed.num_sequences() * h];
-        for (s, row) in out.chunks_exact_mut(h).enumerate() {
-            let tokens = || hidden[packed.offsets[s] * h..packed.offsets[s + 1] * h].chunks_exact(h);
-            match pooling {
-                // With Output::FirstToken, row s of `hidden` is sequence s's first token.
-                Pooling::Cls => row.copy_from_slice(&hidden[s * h..(s + 1) * h]),
-                Pooling::Max => {
-                    row.fill(f32::NEG_INFINITY);
-                    for t in tokens() {
-                        row.iter_mut().zip(t).for_each(|(r, v)| *r = r.max(*v));
-                    }
-                }
-                Pooling::Mean | Pooling::MeanSqrtLen => {
-                    for t in tokens() {
-                        row.iter_mut().zip(t).for_each(|(r, v)| *r += v);
-                    }
-                    let n = packed.len(s) as f32;
-                    let div = if pooling == Pooling::Mean { n } else { n.sqrt() }.max(1e-9);
-                    row.iter_mut().for_each(|r| *r /= div);
-                }
-            }
-        }
+        let output = if pooling == Pooling::Cls {
+            Output::FirstToken
+        } else {
+            Output::AllTokens
+        };
+        let mut out = self
+            .encoder
+            .forward_with(&packed, output, |hidden| pool(hidden, &packed, h, pooling))?;
         if normalize {
             for row in out.chunks_exact_mut(h) {
                 let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
@@ -94,4 +86,36 @@ impl Embedder {
         }
         Ok(out)
     }
+}
+
+/// Pools each sequence's rows of `hidden` (all tokens; for `Cls`, one row per sequence).
+fn pool(hidden: &[f32], packed: &Packed, h: usize, pooling: Pooling) -> Vec<f32> {
+    let mut out = vec![0f32; packed.num_sequences() * h];
+    for (s, row) in out.chunks_exact_mut(h).enumerate() {
+        let tokens = || hidden[packed.offsets[s] * h..packed.offsets[s + 1] * h].chunks_exact(h);
+        match pooling {
+            // With Output::FirstToken, row s of `hidden` is sequence s's first token.
+            Pooling::Cls => row.copy_from_slice(&hidden[s * h..(s + 1) * h]),
+            Pooling::Max => {
+                row.fill(f32::NEG_INFINITY);
+                for t in tokens() {
+                    row.iter_mut().zip(t).for_each(|(r, v)| *r = r.max(*v));
+                }
+            }
+            Pooling::Mean | Pooling::MeanSqrtLen => {
+                for t in tokens() {
+                    row.iter_mut().zip(t).for_each(|(r, v)| *r += v);
+                }
+                let n = packed.len(s) as f32;
+                let div = if pooling == Pooling::Mean {
+                    n
+                } else {
+                    n.sqrt()
+                }
+                .max(1e-9);
+                row.iter_mut().for_each(|r| *r /= div);
+            }
+        }
+    }
+    out
 }

@@ -86,18 +86,27 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
-        Ok(Self { weight_t: weight.t()?.contiguous()?, bias })
+        Ok(Self {
+            weight_t: weight.t()?.contiguous()?,
+            bias,
+        })
     }
 
     pub fn load(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
-        Self::new(vb.get((out_dim, in_dim), "weight")?, vb.get(out_dim, "bias")?)
+        Self::new(
+            vb.get((out_dim, in_dim), "weight")?,
+            vb.get(out_dim, "bias")?,
+        )
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        let y = x
+            .reshape((rows, in_dim))?
+            .matmul(&self.weight_t)?
+            .broadcast_add(&self.bias)?;
         let mut out_dims = dims;
         *out_dims.last_mut().expect("tensor has at least one dim") = self.weight_t.dim(1)?;
         Ok(y.reshape(out_dims)?)
@@ -105,7 +114,11 @@ impl Linear {
 }
 
 fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+    Ok(LayerNorm::new(
+        vb.get(size, "weight")?,
+        vb.get(size, "bias")?,
+        eps,
+    ))
 }
 
 struct Embeddings {
@@ -165,8 +178,14 @@ impl Layer {
             ],
             0,
         )?;
-        let bias =
-            Tensor::cat(&[sa.get(h, "query.bias")?, sa.get(h, "key.bias")?, sa.get(h, "value.bias")?], 0)?;
+        let bias = Tensor::cat(
+            &[
+                sa.get(h, "query.bias")?,
+                sa.get(h, "key.bias")?,
+                sa.get(h, "value.bias")?,
+            ],
+            0,
+        )?;
         Ok(Self {
             qkv: Linear::new(weight, bias)?,
             attention_out: Linear::load(h, h, attn.pp("output.dense"))?,
@@ -184,8 +203,17 @@ impl Layer {
     /// large negative number for padding.
     fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let (b, l, h) = x.dims3()?;
-        let qkv = self.qkv.forward(x)?.reshape((b, l, 3, self.num_heads, self.head_dim))?;
-        let heads = |i: usize| -> Result<Tensor> { Ok(qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?) };
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, l, 3, self.num_heads, self.head_dim))?;
+        let heads = |i: usize| -> Result<Tensor> {
+            Ok(qkv
+                .narrow(2, i, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
         let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
 
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -193,14 +221,18 @@ impl Layer {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
 
-        let x = self.attention_norm.forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let x = self
+            .attention_norm
+            .forward(&(self.attention_out.forward(&context)? + x)?)?;
         let inner = self.intermediate.forward(&x)?;
         let inner = match self.act {
             HiddenAct::Gelu => inner.gelu_erf()?,
             HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => inner.gelu()?,
             HiddenAct::Relu => inner.relu()?,
         };
-        Ok(self.output_norm.forward(&(self.output.forward(&inner)? + x)?)?)
+        Ok(self
+            .output_norm
+            .forward(&(self.output.forward(&inner)? + x)?)?)
     }
 }
 
@@ -218,7 +250,11 @@ impl BertModel {
         let layers = (0..config.num_hidden_layers)
             .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { embeddings: Embeddings::load(vb.pp("embeddings"), config)?, layers, config: config.clone() })
+        Ok(Self {
+            embeddings: Embeddings::load(vb.pp("embeddings"), config)?,
+            layers,
+            config: config.clone(),
+        })
     }
 
     /// Returns the last hidden state, (batch, seq, hidden).
@@ -251,7 +287,11 @@ pub struct BertForSequenceClassification {
 impl BertForSequenceClassification {
     /// `vb` is the checkpoint root; `prefix` is where the encoder lives (`"bert"` or `""`).
     pub fn load(vb: VarBuilder, prefix: &str, config: &Config, num_labels: usize) -> Result<Self> {
-        let encoder_vb = if prefix.is_empty() { vb.clone() } else { vb.pp(prefix) };
+        let encoder_vb = if prefix.is_empty() {
+            vb.clone()
+        } else {
+            vb.pp(prefix)
+        };
         let h = config.hidden_size;
         Ok(Self {
             bert: BertModel::load(encoder_vb.clone(), config)?,
@@ -267,4 +307,3 @@ impl BertForSequenceClassification {
         self.classifier.forward(&pooled)
     }
 }
-

@@ -37,19 +37,23 @@ impl Family {
     pub fn max_tokens(self, config: &Config) -> usize {
         match self {
             Family::Bert => config.max_position_embeddings,
-            Family::XlmRoberta => {
-                config.max_position_embeddings.saturating_sub(config.pad_token_id as usize + 1)
-            }
+            Family::XlmRoberta => config
+                .max_position_embeddings
+                .saturating_sub(config.pad_token_id as usize + 1),
         }
     }
 
     pub fn input_scheme(self, config: &Config) -> InputScheme {
         match self {
-            Family::Bert => InputScheme { roberta_padding_idx: None, token_types: true },
+            Family::Bert => InputScheme {
+                roberta_padding_idx: None,
+                token_types: true,
+            },
             // transformers' XLM-R tokenizers send no token_type_ids: the model uses zeros.
-            Family::XlmRoberta => {
-                InputScheme { roberta_padding_idx: Some(config.pad_token_id), token_types: false }
-            }
+            Family::XlmRoberta => InputScheme {
+                roberta_padding_idx: Some(config.pad_token_id),
+                token_types: false,
+            },
         }
     }
 }
@@ -80,10 +84,22 @@ impl ModelConfig {
         let architectures = raw
             .get("architectures")
             .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
-        let model_type = raw.get("model_type").and_then(|s| s.as_str()).map(str::to_string);
-        Ok(Self { encoder, raw, architectures, model_type })
+        let model_type = raw
+            .get("model_type")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        Ok(Self {
+            encoder,
+            raw,
+            architectures,
+            model_type,
+        })
     }
 
     /// As transformers: the size of `id2label` if present, else `num_labels`, else 2.
@@ -91,7 +107,11 @@ impl ModelConfig {
         if let Some(map) = self.raw.get("id2label").and_then(|m| m.as_object()) {
             return map.len();
         }
-        self.raw.get("num_labels").and_then(|n| n.as_u64()).map(|n| n as usize).unwrap_or(2)
+        self.raw
+            .get("num_labels")
+            .and_then(|n| n.as_u64())
+            .map(|n| n as usize)
+            .unwrap_or(2)
     }
 
     /// The encoder family from `model_type`, for checkpoints used as bi-encoders.
@@ -121,10 +141,16 @@ impl Checkpoint {
         let arch = config.architectures.first().cloned().unwrap_or_default();
         let family = match arch.as_str() {
             "BertForSequenceClassification" => Family::Bert,
-            "XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification" => Family::XlmRoberta,
+            "XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification" => {
+                Family::XlmRoberta
+            }
             _ => {
                 return Err(Error::UnsupportedArchitecture {
-                    found: if arch.is_empty() { "<none in config.json>".into() } else { arch },
+                    found: if arch.is_empty() {
+                        "<none in config.json>".into()
+                    } else {
+                        arch
+                    },
                     supported: SUPPORTED_CLASSIFIERS.to_string(),
                 })
             }
@@ -145,14 +171,24 @@ impl Checkpoint {
 
     /// The encoder's weights.
     pub fn encoder_vb(&self) -> VarBuilder<'static> {
-        if self.prefix.is_empty() { self.vb.clone() } else { self.vb.pp(&self.prefix) }
+        if self.prefix.is_empty() {
+            self.vb.clone()
+        } else {
+            self.vb.pp(&self.prefix)
+        }
     }
 
     /// The classification head: (dense + tanh on the first token, output projection).
     pub fn head_vbs(&self) -> (VarBuilder<'static>, VarBuilder<'static>) {
         match self.family {
-            Family::Bert => (self.encoder_vb().pp("pooler.dense"), self.vb.pp("classifier")),
-            Family::XlmRoberta => (self.vb.pp("classifier.dense"), self.vb.pp("classifier.out_proj")),
+            Family::Bert => (
+                self.encoder_vb().pp("pooler.dense"),
+                self.vb.pp("classifier"),
+            ),
+            Family::XlmRoberta => (
+                self.vb.pp("classifier.dense"),
+                self.vb.pp("classifier.out_proj"),
+            ),
         }
     }
 }
@@ -168,10 +204,18 @@ impl SequenceClassifier {
     pub fn load(ckpt: &Checkpoint, config: &Config, num_labels: usize) -> Result<Self> {
         let vb = ckpt.vb.clone();
         Ok(match ckpt.family {
-            Family::Bert => Self::Bert(BertForSequenceClassification::load(vb, &ckpt.prefix, config, num_labels)?),
-            Family::XlmRoberta => {
-                Self::XlmRoberta(XLMRobertaForSequenceClassification::load(vb, &ckpt.prefix, config, num_labels)?)
-            }
+            Family::Bert => Self::Bert(BertForSequenceClassification::load(
+                vb,
+                &ckpt.prefix,
+                config,
+                num_labels,
+            )?),
+            Family::XlmRoberta => Self::XlmRoberta(XLMRobertaForSequenceClassification::load(
+                vb,
+                &ckpt.prefix,
+                config,
+                num_labels,
+            )?),
         })
     }
 

@@ -13,7 +13,10 @@ use crate::bi_encoder::{BiEncoder, BiEncoderOptions};
 use crate::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions};
 use crate::error::Error;
 
-const WORDS: &[&str] = &["the", "flow", "over", "a", "flat", "plate", "wing", "lift", "heat", "in", "slabs", "boundary", "layer"];
+const WORDS: &[&str] = &[
+    "the", "flow", "over", "a", "flat", "plate", "wing", "lift", "heat", "in", "slabs", "boundary",
+    "layer",
+];
 const HIDDEN: usize = 16;
 const INTER: usize = 32;
 
@@ -26,10 +29,14 @@ enum Kind {
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // A small deterministic generator: the test must not depend on a global RNG.
     let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let values: Vec<f32> = (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.6
         })
         .collect();
@@ -43,8 +50,12 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
         Kind::Bert => &["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
         Kind::XlmR => &["<s>", "<pad>", "</s>", "<unk>"],
     };
-    let vocab: HashMap<String, u32> =
-        specials.iter().chain(WORDS).enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
+    let vocab: HashMap<String, u32> = specials
+        .iter()
+        .chain(WORDS)
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), i as u32))
+        .collect();
     let (pad, max_pos, type_vocab) = match kind {
         Kind::Bert => (0, 32, 2),
         Kind::XlmR => (1, 34, 1),
@@ -88,15 +99,35 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
         }
         tensors.insert(name, t);
     };
-    let p = |s: &str| if prefix.is_empty() { s.to_string() } else { format!("{prefix}.{s}") };
-    add(p("embeddings.word_embeddings.weight"), &[vocab.len(), HIDDEN]);
-    add(p("embeddings.position_embeddings.weight"), &[max_pos, HIDDEN]);
-    add(p("embeddings.token_type_embeddings.weight"), &[type_vocab, HIDDEN]);
+    let p = |s: &str| {
+        if prefix.is_empty() {
+            s.to_string()
+        } else {
+            format!("{prefix}.{s}")
+        }
+    };
+    add(
+        p("embeddings.word_embeddings.weight"),
+        &[vocab.len(), HIDDEN],
+    );
+    add(
+        p("embeddings.position_embeddings.weight"),
+        &[max_pos, HIDDEN],
+    );
+    add(
+        p("embeddings.token_type_embeddings.weight"),
+        &[type_vocab, HIDDEN],
+    );
     add(p("embeddings.LayerNorm.weight"), &[HIDDEN]);
     add(p("embeddings.LayerNorm.bias"), &[HIDDEN]);
     for l in 0..2 {
         let layer = |s: &str| p(&format!("encoder.layer.{l}.{s}"));
-        for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+        for name in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
             add(layer(&format!("{name}.weight")), &[HIDDEN, HIDDEN]);
             add(layer(&format!("{name}.bias")), &[HIDDEN]);
         }
@@ -128,22 +159,34 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
 
 fn pairs() -> Vec<(&'static str, &'static str)> {
     vec![
-        ("flow over a flat plate", "the boundary layer over a flat plate in the flow"),
+        (
+            "flow over a flat plate",
+            "the boundary layer over a flat plate in the flow",
+        ),
         ("lift", "wing lift"),
         ("heat in slabs", "heat"),
         ("", "the wing"),
         ("the boundary layer", ""),
-        ("unknown words here", "the flow over the wing and the plate in heat slabs layer boundary"),
+        (
+            "unknown words here",
+            "the flow over the wing and the plate in heat slabs layer boundary",
+        ),
     ]
 }
 
 fn load(dir: &Path) -> CrossEncoder {
-    let options = CrossEncoderOptions { activation: Some(Activation::Identity), ..Default::default() };
+    let options = CrossEncoderOptions {
+        activation: Some(Activation::Identity),
+        ..Default::default()
+    };
     CrossEncoder::load(dir.to_str().unwrap(), &options).unwrap()
 }
 
 fn predict(ce: &CrossEncoder, pairs: &[(&str, &str)], batch_size: usize) -> Vec<f32> {
-    let options = PredictOptions { batch_size, ..Default::default() };
+    let options = PredictOptions {
+        batch_size,
+        ..Default::default()
+    };
     ce.predict(pairs, &options, &mut |_| {}).unwrap().values
 }
 
@@ -158,12 +201,24 @@ fn assert_close(a: &[f32], b: &[f32], tol: f32) {
 fn padding_and_batching_do_not_change_scores() {
     for kind in [Kind::Bert, Kind::XlmR] {
         let dir = tempfile::tempdir().unwrap();
-        write_model(dir.path(), kind, if kind == Kind::Bert { "bert" } else { "roberta" }, 1);
+        write_model(
+            dir.path(),
+            kind,
+            if kind == Kind::Bert {
+                "bert"
+            } else {
+                "roberta"
+            },
+            1,
+        );
         let ce = load(dir.path());
         let alone = predict(&ce, &pairs(), 1);
         let batched = predict(&ce, &pairs(), 4);
         assert_close(&alone, &batched, 1e-5);
-        assert!(alone.iter().any(|v| (v - alone[0]).abs() > 1e-3), "scores should differ: {alone:?}");
+        assert!(
+            alone.iter().any(|v| (v - alone[0]).abs() > 1e-3),
+            "scores should differ: {alone:?}"
+        );
         // input order is restored
         let mut reversed = pairs();
         reversed.reverse();
@@ -190,7 +245,10 @@ fn weights_with_and_without_prefix_agree() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         write_model(a.path(), kind, prefix, 2);
         write_model(b.path(), kind, "", 2);
-        let (x, y) = (predict(&load(a.path()), &pairs(), 8), predict(&load(b.path()), &pairs(), 8));
+        let (x, y) = (
+            predict(&load(a.path()), &pairs(), 8),
+            predict(&load(b.path()), &pairs(), 8),
+        );
         assert_eq!(x.len(), pairs().len() * 2);
         assert_close(&x, &y, 0.0);
     }
@@ -202,17 +260,24 @@ fn xlm_roberta_positions_start_after_padding_index() {
     use crate::models::{Family, ModelConfig};
     let dir = tempfile::tempdir().unwrap();
     write_model(dir.path(), Kind::XlmR, "roberta", 1);
-    let source = crate::source::ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let source =
+        crate::source::ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default())
+            .unwrap();
     let config = ModelConfig::load(&source).unwrap();
     let scheme = Family::XlmRoberta.input_scheme(&config.encoder);
     let tok = crate::tokenize::TextTokenizer::load(&source, Family::XlmRoberta, 32).unwrap();
-    let enc = tok.encode_pairs(&[("lift", "wing"), ("lift", "wing lift heat")]).unwrap();
+    let enc = tok
+        .encode_pairs(&[("lift", "wing"), ("lift", "wing lift heat")])
+        .unwrap();
     let input = make_input(&[&enc[0], &enc[1]], scheme, 1, &Device::Cpu).unwrap();
     let positions = input.position_ids.to_vec2::<u32>().unwrap();
     // <s> lift </s> </s> wing </s> + 2 pads
     assert_eq!(positions[0], vec![2, 3, 4, 5, 6, 7, 1, 1]);
     assert_eq!(positions[1], (2..10).collect::<Vec<u32>>());
-    assert_eq!(input.token_type_ids.to_vec2::<u32>().unwrap()[1], vec![0; 8]);
+    assert_eq!(
+        input.token_type_ids.to_vec2::<u32>().unwrap()[1],
+        vec![0; 8]
+    );
     assert_eq!(Family::XlmRoberta.max_tokens(&config.encoder), 32);
 }
 
@@ -220,7 +285,10 @@ fn xlm_roberta_positions_start_after_padding_index() {
 fn bi_encoder_mean_pooling_and_normalization() {
     let dir = tempfile::tempdir().unwrap();
     write_model(dir.path(), Kind::Bert, "bert", 1);
-    let options = BiEncoderOptions { normalize_embeddings: true, ..Default::default() };
+    let options = BiEncoderOptions {
+        normalize_embeddings: true,
+        ..Default::default()
+    };
     let be = BiEncoder::load(dir.path().to_str().unwrap(), &options).unwrap();
     let texts = ["flow over a flat plate", "lift", "the wing in heat"];
     let emb = be.encode(&texts, 2, None, None, &mut |_| {}).unwrap();
@@ -240,22 +308,43 @@ fn bad_files_give_errors() {
     let path = dir.path().to_str().unwrap();
     let options = CrossEncoderOptions::default();
 
-    let too_long = CrossEncoderOptions { max_length: Some(33), ..Default::default() };
-    assert!(matches!(CrossEncoder::load(path, &too_long), Err(Error::InvalidArgument(m)) if m.contains("position table")));
+    let too_long = CrossEncoderOptions {
+        max_length: Some(33),
+        ..Default::default()
+    };
+    assert!(
+        matches!(CrossEncoder::load(path, &too_long), Err(Error::InvalidArgument(m)) if m.contains("position table"))
+    );
 
     let weights = dir.path().join("model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
-    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::BadFile { .. })));
+    assert!(matches!(
+        CrossEncoder::load(path, &options),
+        Err(Error::BadFile { .. })
+    ));
     std::fs::remove_file(&weights).unwrap();
-    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::NotFound(m)) if m.contains("no weights")));
+    assert!(
+        matches!(CrossEncoder::load(path, &options), Err(Error::NotFound(m)) if m.contains("no weights"))
+    );
 
     let config = dir.path().join("config.json");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("BertForSequenceClassification", "T5ForConditionalGeneration")).unwrap();
-    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::UnsupportedArchitecture { found, .. }) if found == "T5ForConditionalGeneration"));
+    std::fs::write(
+        &config,
+        text.replace(
+            "BertForSequenceClassification",
+            "T5ForConditionalGeneration",
+        ),
+    )
+    .unwrap();
+    assert!(
+        matches!(CrossEncoder::load(path, &options), Err(Error::UnsupportedArchitecture { found, .. }) if found == "T5ForConditionalGeneration")
+    );
     std::fs::write(&config, "{not json").unwrap();
-    assert!(matches!(CrossEncoder::load(path, &options), Err(Error::BadFile { message, .. }) if message.contains("not valid JSON")));
+    assert!(
+        matches!(CrossEncoder::load(path, &options), Err(Error::BadFile { message, .. }) if message.contains("not valid JSON"))
+    );
 }
 
 #[test]
@@ -275,10 +364,14 @@ fn cpu_engine_equals_candle_reference() {
     use crate::source::ModelSource;
     use crate::tokenize::TextTokenizer;
 
-    for (kind, family) in [(Kind::Bert, super::Family::Bert), (Kind::XlmR, super::Family::XlmRoberta)] {
+    for (kind, family) in [
+        (Kind::Bert, super::Family::Bert),
+        (Kind::XlmR, super::Family::XlmRoberta),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         write_model(dir.path(), kind, "", 3);
-        let source = ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let source =
+            ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default()).unwrap();
         let config = ModelConfig::load(&source).unwrap();
         let ckpt = Checkpoint::classifier(&source, &config, &Device::Cpu).unwrap();
         let reference = SequenceClassifier::load(&ckpt, &config.encoder, 3).unwrap();
@@ -289,7 +382,13 @@ fn cpu_engine_equals_candle_reference() {
         let scheme = family.input_scheme(&config.encoder);
         let pad = config.encoder.pad_token_id;
         let input = make_input(&batch, scheme, pad, &Device::Cpu).unwrap();
-        let want = reference.forward(&input).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = reference
+            .forward(&input)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_close(&cpu.forward(&batch).unwrap(), &want, 2e-5);
 
         let encoder = Checkpoint::encoder(&source, &config, &Device::Cpu).unwrap();
@@ -300,9 +399,24 @@ fn cpu_engine_equals_candle_reference() {
         let batch: Vec<_> = encodings.iter().collect();
         let input = make_input(&batch, scheme, pad, &Device::Cpu).unwrap();
         let hidden = bert.forward(&input).unwrap();
-        for pooling in [Pooling::Mean, Pooling::Cls, Pooling::Max, Pooling::MeanSqrtLen] {
-            let want = pooling.pool(&hidden, &input.attention_mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert_close(&embedder.forward(&batch, pooling, false).unwrap(), &want, 2e-5);
+        for pooling in [
+            Pooling::Mean,
+            Pooling::Cls,
+            Pooling::Max,
+            Pooling::MeanSqrtLen,
+        ] {
+            let want = pooling
+                .pool(&hidden, &input.attention_mask)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_close(
+                &embedder.forward(&batch, pooling, false).unwrap(),
+                &want,
+                2e-5,
+            );
         }
     }
 }

@@ -15,7 +15,11 @@ pub struct XLMRobertaForSequenceClassification {
 
 impl XLMRobertaForSequenceClassification {
     pub fn load(vb: VarBuilder, prefix: &str, config: &Config, num_labels: usize) -> Result<Self> {
-        let encoder_vb = if prefix.is_empty() { vb.clone() } else { vb.pp(prefix) };
+        let encoder_vb = if prefix.is_empty() {
+            vb.clone()
+        } else {
+            vb.pp(prefix)
+        };
         let h = config.hidden_size;
         Ok(Self {
             roberta: BertModel::load(encoder_vb, config)?,

@@ -33,7 +33,11 @@ fn matrix(array: &PyReadonlyArrayDyn<'_, f32>, name: &str) -> PyResult<(Vec<f32>
     let shape = array.shape().to_vec();
     let dim = match shape.as_slice() {
         [d] | [_, d] => *d,
-        _ => return Err(PyValueError::new_err(format!("{name} must be 1-D or 2-D, got shape {shape:?}"))),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "{name} must be 1-D or 2-D, got shape {shape:?}"
+            )))
+        }
     };
     Ok((array.as_array().iter().copied().collect(), dim))
 }
@@ -69,7 +73,10 @@ impl PyBiEncoder {
             model_name_or_path: model_path(model_name_or_path)?,
             max_length: optional_positive(max_length, "max_length")?,
             device: device.unwrap_or_else(|| "cpu".to_string()),
-            pooling: pooling.map(|p| p.parse::<Pooling>()).transpose().map_err(to_py)?,
+            pooling: pooling
+                .map(|p| p.parse::<Pooling>())
+                .transpose()
+                .map_err(to_py)?,
             normalize_embeddings,
             revision,
             cache_folder,
@@ -88,8 +95,13 @@ impl PyBiEncoder {
             },
         };
         let name = args.model_name_or_path.clone();
-        let inner = py.detach(|| BiEncoder::load(&name, &options)).map_err(|e| load_error(&name, e))?;
-        Ok(Self { inner: Arc::new(inner), args })
+        let inner = py
+            .detach(|| BiEncoder::load(&name, &options))
+            .map_err(|e| load_error(&name, e))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            args,
+        })
     }
 
     /// Embeds texts: (n, dim) float32; one str -> (dim,).
@@ -111,17 +123,31 @@ impl PyBiEncoder {
         let inner = &self.inner;
         let max_tokens = self.args.max_batch_tokens;
         let result = py.detach(|| {
-            inner.encode(&borrowed, batch_size, max_tokens, normalize_embeddings, &mut |n| progress.update(n))
+            inner.encode(
+                &borrowed,
+                batch_size,
+                max_tokens,
+                normalize_embeddings,
+                &mut |n| progress.update(n),
+            )
         });
         progress.close(py);
         let emb = result.map_err(to_py)?;
         let (n, dim) = (borrowed.len(), emb.dim);
         if !convert_to_numpy {
             let rows: Vec<Vec<f32>> = emb.values.chunks(dim).map(<[f32]>::to_vec).collect();
-            return Ok(if singular { PyList::new(py, &rows[0])?.into_any() } else { PyList::new(py, rows)?.into_any() });
+            return Ok(if singular {
+                PyList::new(py, &rows[0])?.into_any()
+            } else {
+                PyList::new(py, rows)?.into_any()
+            });
         }
         let array = PyArray1::from_vec(py, emb.values);
-        Ok(if singular { array.into_any() } else { array.reshape([n, dim])?.into_any() })
+        Ok(if singular {
+            array.into_any()
+        } else {
+            array.reshape([n, dim])?.into_any()
+        })
     }
 
     /// Cosine similarity matrix between two sets of embeddings (1-D inputs are one row).
@@ -133,7 +159,9 @@ impl PyBiEncoder {
     ) -> PyResult<Bound<'py, PyAny>> {
         let ((a, da), (b, db)) = (matrix(&a, "a")?, matrix(&b, "b")?);
         if da != db {
-            return Err(PyValueError::new_err(format!("embedding dimensions differ: {da} vs {db}")));
+            return Err(PyValueError::new_err(format!(
+                "embedding dimensions differ: {da} vs {db}"
+            )));
         }
         let (n, m) = (a.len() / da.max(1), b.len() / db.max(1));
         let sims = py.detach(|| cosine_matrix(&a, &b, da)).map_err(to_py)?;
@@ -173,11 +201,17 @@ impl PyBiEncoder {
             self.inner.max_length(),
             self.inner.dim(),
             self.inner.pooling().name(),
-            if self.inner.normalizes() { "True" } else { "False" }
+            if self.inner.normalizes() {
+                "True"
+            } else {
+                "False"
+            }
         )
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let a = &slf.get().args;
         let args = (

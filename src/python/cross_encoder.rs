@@ -10,29 +10,41 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::errors::{load_error, to_py};
 use super::inputs::{
-    checked_pairs, PyPair, extract_pairs, extract_text_list, model_path, optional_positive, pair_strings, positive, query_str,
+    checked_pairs, extract_pairs, extract_text_list, model_path, optional_positive, pair_strings,
+    positive, query_str, PyPair,
 };
 use super::progress::Progress;
 use crate::batching::CHUNK;
-use crate::cross_encoder::{rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores};
+use crate::cross_encoder::{
+    rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
+};
 use crate::source::HubOptions;
 
 /// An activation given as a name ("sigmoid") or as a torch module (`torch.nn.Sigmoid()`),
 /// which sentence-transformers users pass.
 fn extract_activation(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Activation>> {
-    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
     let name = if obj.is_instance_of::<PyString>() {
         obj.extract::<String>()?
     } else if obj.is_callable() {
         obj.get_type().name()?.to_string()
     } else {
-        return Err(PyTypeError::new_err("activation_fn must be a str such as \"sigmoid\", or a torch activation module"));
+        return Err(PyTypeError::new_err(
+            "activation_fn must be a str such as \"sigmoid\", or a torch activation module",
+        ));
     };
     name.parse::<Activation>().map(Some).map_err(to_py)
 }
 
 /// Scores as numpy (n,) / (n, k), or plain Python lists.
-fn scores_to_py<'py>(py: Python<'py>, scores: Scores, singular: bool, convert_to_numpy: bool) -> PyResult<Bound<'py, PyAny>> {
+fn scores_to_py<'py>(
+    py: Python<'py>,
+    scores: Scores,
+    singular: bool,
+    convert_to_numpy: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let k = scores.num_labels;
     let n = scores.values.len() / k.max(1);
     if singular && k == 1 {
@@ -43,7 +55,11 @@ fn scores_to_py<'py>(py: Python<'py>, scores: Scores, singular: bool, convert_to
             return Ok(PyList::new(py, scores.values)?.into_any());
         }
         let rows: Vec<Vec<f32>> = scores.values.chunks(k).map(<[f32]>::to_vec).collect();
-        let rows = if singular { PyList::new(py, &rows[0])? } else { PyList::new(py, rows)? };
+        let rows = if singular {
+            PyList::new(py, &rows[0])?
+        } else {
+            PyList::new(py, rows)?
+        };
         return Ok(rows.into_any());
     }
     let array = PyArray1::from_vec(py, scores.values);
@@ -84,18 +100,31 @@ impl PyCrossEncoder {
         options: &PredictOptions,
         progress: &Progress,
     ) -> PyResult<Scores> {
-        let mut all = Scores { values: Vec::new(), num_labels: self.inner.num_labels() };
+        let mut all = Scores {
+            values: Vec::new(),
+            num_labels: self.inner.num_labels(),
+        };
         for chunk in pairs.chunks(CHUNK) {
             let owned = pair_strings(chunk)?;
-            let borrowed: Vec<(&str, &str)> = owned.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let borrowed: Vec<(&str, &str)> = owned
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
             let inner = &self.inner;
-            let scores = py.detach(|| inner.predict(&borrowed, options, &mut |n| progress.update(n))).map_err(to_py)?;
+            let scores = py
+                .detach(|| inner.predict(&borrowed, options, &mut |n| progress.update(n)))
+                .map_err(to_py)?;
             all.values.extend(scores.values);
         }
         Ok(all)
     }
 
-    fn options(&self, batch_size: i64, activation_fn: Option<&Bound<'_, PyAny>>, apply_softmax: bool) -> PyResult<PredictOptions> {
+    fn options(
+        &self,
+        batch_size: i64,
+        activation_fn: Option<&Bound<'_, PyAny>>,
+        apply_softmax: bool,
+    ) -> PyResult<PredictOptions> {
         Ok(PredictOptions {
             batch_size: positive(batch_size, "batch_size")?,
             max_batch_tokens: self.args.max_batch_tokens,
@@ -146,7 +175,10 @@ impl PyCrossEncoder {
         let inner = py
             .detach(|| CrossEncoder::load(&name, &options))
             .map_err(|e| load_error(&name, e))?;
-        Ok(Self { inner: Arc::new(inner), args })
+        Ok(Self {
+            inner: Arc::new(inner),
+            args,
+        })
     }
 
     /// Scores pairs. One pair in -> one float out (for single-label models).
@@ -171,7 +203,11 @@ impl PyCrossEncoder {
         let k = scores.num_labels;
         if pairs.is_empty() && convert_to_numpy {
             let empty = PyArray1::<f32>::zeros(py, [0], false);
-            return Ok(if k == 1 { empty.into_any() } else { empty.reshape([0, k])?.into_any() });
+            return Ok(if k == 1 {
+                empty.into_any()
+            } else {
+                empty.reshape([0, k])?.into_any()
+            });
         }
         scores_to_py(py, scores, singular, convert_to_numpy)
     }
@@ -195,7 +231,11 @@ impl PyCrossEncoder {
         let query = query_str(query)?;
         let documents = extract_text_list(documents, "documents")?;
         let top_k = match top_k {
-            Some(k) if k < 0 => return Err(PyValueError::new_err(format!("top_k must be >= 0, got {k}"))),
+            Some(k) if k < 0 => {
+                return Err(PyValueError::new_err(format!(
+                    "top_k must be >= 0, got {k}"
+                )))
+            }
             k => k.map(|k| k as usize),
         };
         if self.inner.num_labels() != 1 {
@@ -205,7 +245,10 @@ impl PyCrossEncoder {
             )));
         }
         let query = PyString::new(py, &query).into_any();
-        let pairs: Vec<_> = documents.iter().map(|d| (query.clone(), PyString::new(py, d).into_any())).collect();
+        let pairs: Vec<_> = documents
+            .iter()
+            .map(|d| (query.clone(), PyString::new(py, d).into_any()))
+            .collect();
         let progress = Progress::new(py, show_progress_bar, pairs.len(), "Ranking", "doc")?;
         let result = self.predict_chunked(py, &pairs, &options, &progress);
         progress.close(py);
@@ -227,7 +270,10 @@ impl PyCrossEncoder {
     /// Token ids of each pair, as the model sees them (after truncation).
     fn tokenize(&self, py: Python<'_>, sentences: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
         let (pairs, _) = extract_pairs(sentences)?;
-        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let borrowed: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let inner = &self.inner;
         py.detach(|| inner.tokenize(&borrowed)).map_err(to_py)
     }
@@ -265,7 +311,9 @@ impl PyCrossEncoder {
 
     /// Pickles as the constructor arguments; unpickling reloads the model (so an instance
     /// can be shipped to Ray / Spark / multiprocessing workers).
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let a = &slf.get().args;
         let args = (

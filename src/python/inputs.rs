@@ -7,7 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn as_str(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
@@ -16,14 +19,18 @@ fn as_str(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
 
 fn items<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
     if obj.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(format!("{what} must be a list, got a single str")));
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a list, got a single str"
+        )));
     }
     if obj.is_none() {
-        return Err(PyTypeError::new_err(format!("{what} is None; expected a list")));
+        return Err(PyTypeError::new_err(format!(
+            "{what} is None; expected a list"
+        )));
     }
-    let iter = obj
-        .try_iter()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a list, got {}", type_name(obj))))?;
+    let iter = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!("{what} must be a list, got {}", type_name(obj)))
+    })?;
     iter.collect()
 }
 
@@ -36,10 +43,15 @@ pub type PyPair<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 fn checked_str<'py>(obj: Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyAny>> {
     if obj.is_none() {
-        return Err(PyTypeError::new_err(format!("{what} is None; expected str")));
+        return Err(PyTypeError::new_err(format!(
+            "{what} is None; expected str"
+        )));
     }
     if !obj.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(format!("{what} must be str, got {}", type_name(&obj))));
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be str, got {}",
+            type_name(&obj)
+        )));
     }
     Ok(obj)
 }
@@ -49,7 +61,9 @@ fn checked_str<'py>(obj: Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, P
 /// item is checked before any is copied, so a bad item fails the call before work starts.
 pub fn checked_pairs<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Vec<PyPair<'py>>, bool)> {
     let list = items(obj, "sentences")?;
-    let singular = list.first().is_some_and(|first| first.is_instance_of::<PyString>());
+    let singular = list
+        .first()
+        .is_some_and(|first| first.is_instance_of::<PyString>());
     if singular {
         if list.len() != 2 {
             return Err(PyValueError::new_err(format!(
@@ -57,7 +71,10 @@ pub fn checked_pairs<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Vec<PyPair<'py>>
                 list.len()
             )));
         }
-        let pair = (checked_str(list[0].clone(), "sentences[0]")?, checked_str(list[1].clone(), "sentences[1]")?);
+        let pair = (
+            checked_str(list[0].clone(), "sentences[0]")?,
+            checked_str(list[1].clone(), "sentences[1]")?,
+        );
         return Ok((vec![pair], true));
     }
     let pairs = list
@@ -94,7 +111,10 @@ pub fn checked_pairs<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Vec<PyPair<'py>>
 
 /// Copies checked pairs into Rust strings.
 pub fn pair_strings(pairs: &[PyPair<'_>]) -> PyResult<Vec<(String, String)>> {
-    pairs.iter().map(|(q, d)| Ok((q.extract::<String>()?, d.extract::<String>()?))).collect()
+    pairs
+        .iter()
+        .map(|(q, d)| Ok((q.extract::<String>()?, d.extract::<String>()?)))
+        .collect()
 }
 
 /// `(pairs, singular)`, copied: see [`checked_pairs`].
@@ -126,7 +146,9 @@ pub fn query_str(obj: &Bound<'_, PyAny>) -> PyResult<String> {
 
 pub fn positive(value: i64, name: &str) -> PyResult<usize> {
     if value <= 0 {
-        return Err(PyValueError::new_err(format!("{name} must be a positive integer, got {value}")));
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a positive integer, got {value}"
+        )));
     }
     Ok(value as usize)
 }

@@ -9,7 +9,13 @@ pub struct Progress {
 
 impl Progress {
     /// `show`: as sentence-transformers, `None` means off.
-    pub fn new(py: Python<'_>, show: Option<bool>, total: usize, desc: &str, unit: &str) -> PyResult<Self> {
+    pub fn new(
+        py: Python<'_>,
+        show: Option<bool>,
+        total: usize,
+        desc: &str,
+        unit: &str,
+    ) -> PyResult<Self> {
         if !show.unwrap_or(false) {
             return Ok(Self { bar: None });
         }
@@ -18,7 +24,9 @@ impl Progress {
         kwargs.set_item("total", total)?;
         kwargs.set_item("desc", desc)?;
         kwargs.set_item("unit", unit)?;
-        Ok(Self { bar: Some(tqdm.call((), Some(&kwargs))?.unbind()) })
+        Ok(Self {
+            bar: Some(tqdm.call((), Some(&kwargs))?.unbind()),
+        })
     }
 
     /// Safe to call without the GIL: it takes the GIL only when a bar is shown.
