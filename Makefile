@@ -40,6 +40,7 @@ test: test-rust test-python
 bench: $(VENV)/.test-deps build fixtures
 	$(PY) -m pip install -q -r requirements/bench.txt
 	$(PY) benches/bench_cross_encoder.py
+	$(PY) benches/bench_memory.py
 
 clean:
 	rm -rf $(VENV) .cache target

@@ -9,11 +9,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::errors::{load_error, to_py};
-use super::inputs::{extract_texts, model_path, optional_positive, positive};
+use super::inputs::{extract_texts, hub_options, model_path, optional_positive, positive};
 use super::progress::Progress;
 use crate::bi_encoder::{BiEncoder, BiEncoderOptions, Pooling};
 use crate::similarity::cosine_matrix;
-use crate::source::HubOptions;
 
 #[derive(Clone)]
 struct InitArgs {
@@ -88,11 +87,7 @@ impl PyBiEncoder {
             device: Some(args.device.clone()),
             pooling: args.pooling,
             normalize_embeddings: args.normalize_embeddings,
-            hub: HubOptions {
-                revision: args.revision.clone(),
-                cache_folder: args.cache_folder.clone(),
-                local_files_only: args.local_files_only,
-            },
+            hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
         };
         let name = args.model_name_or_path.clone();
         let inner = py

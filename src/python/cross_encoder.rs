@@ -10,15 +10,14 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::errors::{load_error, to_py};
 use super::inputs::{
-    checked_pairs, extract_pairs, extract_text_list, model_path, optional_positive, pair_strings,
-    positive, query_str, PyPair,
+    checked_pairs, extract_pairs, extract_text_list, hub_options, model_path, optional_positive,
+    pair_strings, positive, query_str, PyPair,
 };
 use super::progress::Progress;
 use crate::batching::CHUNK;
 use crate::cross_encoder::{
     rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
 };
-use crate::source::HubOptions;
 
 /// An activation given as a name ("sigmoid") or as a torch module (`torch.nn.Sigmoid()`),
 /// which sentence-transformers users pass.
@@ -165,11 +164,7 @@ impl PyCrossEncoder {
             max_length: args.max_length,
             activation: args.activation_fn,
             device: Some(args.device.clone()),
-            hub: HubOptions {
-                revision: args.revision.clone(),
-                cache_folder: args.cache_folder.clone(),
-                local_files_only: args.local_files_only,
-            },
+            hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
         };
         let name = args.model_name_or_path.clone();
         let inner = py

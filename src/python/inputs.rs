@@ -6,6 +6,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
+use crate::source::HubOptions;
+
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
@@ -170,4 +172,17 @@ pub fn model_path(obj: &Bound<'_, PyAny>) -> PyResult<String> {
                 type_name(obj)
             ))
         })
+}
+
+/// The hub arguments both model classes take.
+pub fn hub_options(
+    revision: &Option<String>,
+    cache_folder: &Option<PathBuf>,
+    local_files_only: bool,
+) -> HubOptions {
+    HubOptions {
+        revision: revision.clone(),
+        cache_folder: cache_folder.clone(),
+        local_files_only,
+    }
 }
