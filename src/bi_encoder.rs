@@ -3,14 +3,14 @@
 
 use std::str::FromStr;
 
-use candle_core::{Device, Tensor, D};
+#[cfg(test)]
+use candle_core::{Tensor, D};
 
-use crate::batching::{make_input, run_batched};
+use crate::batching::run_batched;
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
-use crate::models::bert::BertModel;
-use crate::models::{Checkpoint, InputScheme, ModelConfig};
+use crate::models::{Checkpoint, ModelConfig};
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
 
@@ -48,6 +48,8 @@ impl Pooling {
     }
 
     /// `hidden`: (batch, seq, dim); `mask`: (batch, seq) of 0/1. Returns (batch, dim).
+    /// The candle reference of the CPU engine's pooling (tests only).
+    #[cfg(test)]
     pub(crate) fn pool(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let mask3 = mask.unsqueeze(D::Minus1)?; // (batch, seq, 1)
         let summed = || -> Result<(Tensor, Tensor)> {
@@ -85,21 +87,13 @@ pub struct BiEncoderOptions {
     pub hub: HubOptions,
 }
 
-/// The forward pass in use: the hand-written CPU engine, or candle's (other devices).
-enum Engine {
-    Cpu(fast::Embedder),
-    Candle(BertModel),
-}
-
+/// Runs on the CPU engine (`fast`); the candle model in `models/` is its test reference.
 pub struct BiEncoder {
-    engine: Engine,
+    model: fast::Embedder,
     tokenizer: TextTokenizer,
-    scheme: InputScheme,
-    pad_id: u32,
     pooling: Pooling,
     normalize: bool,
     dim: usize,
-    device: Device,
 }
 
 /// Embeddings for n texts, row-major (n, dim).
@@ -116,24 +110,17 @@ impl BiEncoder {
         let config = ModelConfig::load(&source)?;
         let ckpt = Checkpoint::encoder(&source, &config, &device)?;
         let family = ckpt.family;
-        let engine = if device.is_cpu() {
-            Engine::Cpu(fast::Embedder::load(&ckpt, &config.encoder)?)
-        } else {
-            Engine::Candle(BertModel::load(ckpt.encoder_vb(), &config.encoder)?)
-        };
+        let model = fast::Embedder::load(&ckpt, &config.encoder)?;
         let st = SentenceTransformerConfig::load(&source)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, st.max_seq_length, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
         Ok(Self {
-            engine,
+            model,
             tokenizer,
-            scheme: family.input_scheme(&config.encoder),
-            pad_id: config.encoder.pad_token_id,
             pooling: options.pooling.unwrap_or(st.pooling),
             normalize: st.normalize || options.normalize_embeddings,
             dim: config.encoder.hidden_size,
-            device,
         })
     }
 
@@ -179,25 +166,7 @@ impl BiEncoder {
             max_batch_tokens,
             self.dim,
             on_batch,
-            &|batch| {
-                let model = match &self.engine {
-                    Engine::Cpu(model) => return model.forward(batch, self.pooling, normalize),
-                    Engine::Candle(model) => model,
-                };
-                let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
-                let hidden = model.forward(&input)?;
-                let mut pooled = self.pooling.pool(&hidden, &input.attention_mask)?;
-                if normalize {
-                    // torch.nn.functional.normalize: x / max(||x||, 1e-12)
-                    let norm = pooled
-                        .sqr()?
-                        .sum_keepdim(1)?
-                        .sqrt()?
-                        .clamp(1e-12, f64::INFINITY)?;
-                    pooled = pooled.broadcast_div(&norm)?;
-                }
-                Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
-            },
+            &|batch| self.model.forward(batch, self.pooling, normalize),
         )?;
         Ok(Embeddings {
             values,

@@ -3,13 +3,11 @@
 
 use std::str::FromStr;
 
-use candle_core::Device;
-
-use crate::batching::{make_input, run_batched};
+use crate::batching::run_batched;
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
-use crate::models::{Checkpoint, InputScheme, ModelConfig, SequenceClassifier};
+use crate::models::{Checkpoint, ModelConfig};
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
 
@@ -112,20 +110,12 @@ pub struct Scores {
     pub num_labels: usize,
 }
 
-/// The forward pass in use: the hand-written CPU engine, or candle's (other devices).
-enum Engine {
-    Cpu(fast::Classifier),
-    Candle(SequenceClassifier),
-}
-
+/// Runs on the CPU engine (`fast`); the candle model in `models/` is its test reference.
 pub struct CrossEncoder {
-    engine: Engine,
+    model: fast::Classifier,
     tokenizer: TextTokenizer,
-    scheme: InputScheme,
-    pad_id: u32,
     num_labels: usize,
     activation: Activation,
-    device: Device,
 }
 
 impl CrossEncoder {
@@ -136,15 +126,7 @@ impl CrossEncoder {
         let num_labels = config.num_labels();
         let ckpt = Checkpoint::classifier(&source, &config, &device)?;
         let family = ckpt.family;
-        let engine = if device.is_cpu() {
-            Engine::Cpu(fast::Classifier::load(&ckpt, &config.encoder, num_labels)?)
-        } else {
-            Engine::Candle(SequenceClassifier::load(
-                &ckpt,
-                &config.encoder,
-                num_labels,
-            )?)
-        };
+        let model = fast::Classifier::load(&ckpt, &config.encoder, num_labels)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
@@ -153,13 +135,10 @@ impl CrossEncoder {
             None => default_activation(&config, num_labels)?,
         };
         Ok(Self {
-            engine,
+            model,
             tokenizer,
-            scheme: family.input_scheme(&config.encoder),
-            pad_id: config.encoder.pad_token_id,
             num_labels,
             activation,
-            device,
         })
     }
 
@@ -201,13 +180,7 @@ impl CrossEncoder {
             max_batch_tokens,
             self.num_labels,
             on_batch,
-            &|batch| match &self.engine {
-                Engine::Cpu(model) => model.forward(batch),
-                Engine::Candle(model) => {
-                    let input = make_input(batch, self.scheme, self.pad_id, &self.device)?;
-                    Ok(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
-                }
-            },
+            &|batch| self.model.forward(batch),
         )?;
         Ok(Scores {
             values,
