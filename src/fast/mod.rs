@@ -1,7 +1,7 @@
 //! The CPU inference engine: a hand-written forward pass over packed sequences (see
 //! `encoder.rs` for why), on the `gemm` crate and vectorized kernels. It loads the same
 //! weights as the candle models in `models/`, which remain the reference it is tested
-//! against and the path for other devices.
+//! against.
 
 pub mod encoder;
 pub mod gemm;

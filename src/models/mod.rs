@@ -193,8 +193,8 @@ impl Checkpoint {
     }
 }
 
-/// The candle implementation of a sequence classifier: the reference forward pass, and
-/// the one used on devices other than the CPU.
+/// The candle implementation of a sequence classifier: the reference forward pass the
+/// CPU engine (`fast`) is tested against.
 pub enum SequenceClassifier {
     Bert(BertForSequenceClassification),
     XlmRoberta(XLMRobertaForSequenceClassification),
