@@ -11,6 +11,7 @@ use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
 use crate::models::{Checkpoint, ModelConfig};
+use crate::precision::Precision;
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
 
@@ -80,6 +81,7 @@ impl Pooling {
 pub struct BiEncoderOptions {
     pub max_length: Option<usize>,
     pub device: Option<String>,
+    pub precision: Precision,
     /// Overrides the pooling from `1_Pooling/config.json`.
     pub pooling: Option<Pooling>,
     /// Normalize even if the model has no Normalize module.
@@ -94,6 +96,7 @@ pub struct BiEncoder {
     pooling: Pooling,
     normalize: bool,
     dim: usize,
+    precision: Precision,
 }
 
 /// Embeddings for n texts, row-major (n, dim).
@@ -110,7 +113,7 @@ impl BiEncoder {
         let config = ModelConfig::load(&source)?;
         let ckpt = Checkpoint::encoder(&source, &config, &device)?;
         let family = ckpt.family;
-        let model = fast::Embedder::load(&ckpt, &config.encoder)?;
+        let model = fast::Embedder::load(&ckpt, &config.encoder, options.precision)?;
         let st = SentenceTransformerConfig::load(&source)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, st.max_seq_length, limit)?;
@@ -121,7 +124,12 @@ impl BiEncoder {
             pooling: options.pooling.unwrap_or(st.pooling),
             normalize: st.normalize || options.normalize_embeddings,
             dim: config.encoder.hidden_size,
+            precision: options.precision,
         })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn dim(&self) -> usize {

@@ -8,6 +8,7 @@ use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
 use crate::models::{Checkpoint, ModelConfig};
+use crate::precision::Precision;
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
 
@@ -79,6 +80,7 @@ pub struct CrossEncoderOptions {
     pub max_length: Option<usize>,
     pub activation: Option<Activation>,
     pub device: Option<String>,
+    pub precision: Precision,
     pub hub: HubOptions,
 }
 
@@ -116,6 +118,7 @@ pub struct CrossEncoder {
     tokenizer: TextTokenizer,
     num_labels: usize,
     activation: Activation,
+    precision: Precision,
 }
 
 impl CrossEncoder {
@@ -126,7 +129,7 @@ impl CrossEncoder {
         let num_labels = config.num_labels();
         let ckpt = Checkpoint::classifier(&source, &config, &device)?;
         let family = ckpt.family;
-        let model = fast::Classifier::load(&ckpt, &config.encoder, num_labels)?;
+        let model = fast::Classifier::load(&ckpt, &config.encoder, num_labels, options.precision)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
@@ -139,7 +142,12 @@ impl CrossEncoder {
             tokenizer,
             num_labels,
             activation,
+            precision: options.precision,
         })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn num_labels(&self) -> usize {

@@ -14,66 +14,107 @@ use rayon::prelude::*;
 use tokenizers::Encoding;
 
 use super::gemm::{matmul, Mat, MatMut, B};
+use super::int8::{self, QuantizedMatrix, QuantizedRows};
 use super::kernels;
 use crate::error::{Error, Result};
 use crate::models::bert::{Config, HiddenAct};
 use crate::models::InputScheme;
+use crate::precision::Precision;
 
 /// `y = x @ weight^T + bias` with PyTorch's (out, in) weight layout.
 pub struct Dense {
-    weight: Vec<f32>,
+    weight: Weight,
     bias: Vec<f32>,
     pub in_dim: usize,
     pub out_dim: usize,
 }
 
+enum Weight {
+    F32(Vec<f32>),
+    Int8(QuantizedMatrix),
+}
+
 impl Dense {
     pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Self {
-            weight: vb
-                .get((out_dim, in_dim), "weight")?
-                .flatten_all()?
-                .to_vec1()?,
+            weight: Weight::F32(
+                vb.get((out_dim, in_dim), "weight")?
+                    .flatten_all()?
+                    .to_vec1()?,
+            ),
             bias: vb.get(out_dim, "bias")?.to_vec1()?,
             in_dim,
             out_dim,
         })
     }
 
-    fn concat(parts: &[Dense]) -> Self {
-        Self {
-            weight: parts
-                .iter()
-                .flat_map(|p| p.weight.iter().copied())
-                .collect(),
-            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
-            in_dim: parts[0].in_dim,
-            out_dim: parts.iter().map(|p| p.out_dim).sum(),
+    /// Loads `parts` (same input size) as one layer whose outputs are theirs side by side.
+    fn load_concat(vb: &VarBuilder, parts: &[&str], in_dim: usize, out_dim: usize) -> Result<Self> {
+        let mut weight = Vec::with_capacity(parts.len() * out_dim * in_dim);
+        let mut bias = Vec::with_capacity(parts.len() * out_dim);
+        for part in parts {
+            let d = Self::load(&vb.pp(part), in_dim, out_dim)?;
+            if let Weight::F32(w) = d.weight {
+                weight.extend(w);
+            }
+            bias.extend(d.bias);
+        }
+        Ok(Self {
+            weight: Weight::F32(weight),
+            bias,
+            in_dim,
+            out_dim: parts.len() * out_dim,
+        })
+    }
+
+    fn with_precision(self, precision: Precision) -> Self {
+        match (precision, self.weight) {
+            (Precision::Int8, Weight::F32(w)) => Self {
+                weight: Weight::Int8(QuantizedMatrix::quantize(&w, self.out_dim, self.in_dim)),
+                ..self
+            },
+            (_, weight) => Self { weight, ..self },
         }
     }
 
-    /// Writes `rows` outputs into `out` (rows x out_dim).
-    pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+    /// Writes `rows` outputs into `out` (rows x out_dim). `scratch` holds the quantized
+    /// input of an int8 layer (unused in f32).
+    pub fn forward_into(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        scratch: &mut QuantizedRows,
+    ) {
         let threads = if rows * self.out_dim >= 1 << 14 {
             rayon::current_num_threads()
         } else {
             1
         };
-        matmul(
-            MatMut::new(&mut out[..rows * self.out_dim], rows, self.out_dim),
-            Mat::new(&x[..rows * self.in_dim], rows, self.in_dim),
-            Mat::new(&self.weight, self.out_dim, self.in_dim),
-            B::Transposed,
-            1.0,
-            false,
-            threads,
-        );
-        kernels::add_bias(&mut out[..rows * self.out_dim], &self.bias);
+        let out = &mut out[..rows * self.out_dim];
+        match &self.weight {
+            Weight::F32(weight) => {
+                matmul(
+                    MatMut::new(out, rows, self.out_dim),
+                    Mat::new(&x[..rows * self.in_dim], rows, self.in_dim),
+                    Mat::new(weight, self.out_dim, self.in_dim),
+                    B::Transposed,
+                    1.0,
+                    false,
+                    threads,
+                );
+                kernels::add_bias(out, &self.bias);
+            }
+            Weight::Int8(weight) => {
+                scratch.quantize(x, rows, self.in_dim);
+                int8::matmul(out, scratch, weight, &self.bias, threads);
+            }
+        }
     }
 
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut out = vec![0.0; rows * self.out_dim];
-        self.forward_into(x, rows, &mut out);
+        self.forward_into(x, rows, &mut out, &mut QuantizedRows::default());
         out
     }
 }
@@ -102,20 +143,28 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: &VarBuilder, c: &Config) -> Result<Self> {
+    fn load(vb: &VarBuilder, c: &Config, precision: Precision) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let sa = vb.pp("attention.self");
-        let qkv = Dense::concat(&[
-            Dense::load(&sa.pp("query"), h, h)?,
-            Dense::load(&sa.pp("key"), h, h)?,
-            Dense::load(&sa.pp("value"), h, h)?,
-        ]);
+        let skip = std::env::var("CR_SKIP").unwrap_or_default();
+        let dense = |name: &str, in_dim, out_dim| -> Result<Dense> {
+            let p = if skip.contains(name) {
+                Precision::Float32
+            } else {
+                precision
+            };
+            Ok(Dense::load(&vb.pp(name), in_dim, out_dim)?.with_precision(p))
+        };
+        let qkv = Dense::load_concat(&vb.pp("attention.self"), &["query", "key", "value"], h, h)?;
         Ok(Self {
-            qkv,
-            attention_out: Dense::load(&vb.pp("attention.output.dense"), h, h)?,
+            qkv: qkv.with_precision(precision),
+                Precision::Float32
+            } else {
+                precision
+            }),
+            attention_out: dense("attention.output.dense", h, h)?,
             attention_norm: Norm::load(&vb.pp("attention.output.LayerNorm"), h)?,
-            intermediate: Dense::load(&vb.pp("intermediate.dense"), h, i)?,
-            output: Dense::load(&vb.pp("output.dense"), i, h)?,
+            intermediate: dense("intermediate.dense", h, i)?,
+            output: dense("output.dense", i, h)?,
             output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
         })
     }
@@ -190,7 +239,9 @@ pub struct Encoder {
 
 impl Encoder {
     /// `vb` points at the encoder (prefix applied), as for `models::bert::BertModel`.
-    pub fn load(vb: &VarBuilder, c: &Config) -> Result<Self> {
+    /// `precision` applies to the layers' linear projections; embeddings, LayerNorm and
+    /// attention stay f32.
+    pub fn load(vb: &VarBuilder, c: &Config, precision: Precision) -> Result<Self> {
         c.validate()?;
         let h = c.hidden_size;
         let emb = vb.pp("embeddings");
@@ -203,7 +254,7 @@ impl Encoder {
             token_type: table("token_type_embeddings.weight", c.type_vocab_size)?,
             embedding_norm: Norm::load(&emb.pp("LayerNorm"), h)?,
             layers: (0..c.num_hidden_layers)
-                .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), c))
+                .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), c, precision))
                 .collect::<Result<_>>()?,
             hidden: h,
             heads: c.num_attention_heads,
@@ -362,7 +413,9 @@ impl Encoder {
         for (li, layer) in self.layers.iter().enumerate() {
             let first_only = output == Output::FirstToken && li + 1 == n_layers;
             ws.qkv.resize(rows * 3 * h, 0.0);
-            layer.qkv.forward_into(&ws.x, rows, &mut ws.qkv);
+            layer
+                .qkv
+                .forward_into(&ws.x, rows, &mut ws.qkv, &mut ws.quantized);
             self.attention(&ws.qkv, p, first_only, &mut ws.context);
             if first_only {
                 // From here on only each sequence's first token matters.
@@ -371,7 +424,7 @@ impl Encoder {
             ws.attn.resize(rows * h, 0.0);
             layer
                 .attention_out
-                .forward_into(&ws.context, rows, &mut ws.attn);
+                .forward_into(&ws.context, rows, &mut ws.attn, &mut ws.quantized);
             let norm = &layer.attention_norm;
             kernels::residual_layer_norm(
                 &mut ws.attn,
@@ -383,9 +436,11 @@ impl Encoder {
             ws.inter.resize(rows * layer.intermediate.out_dim, 0.0);
             layer
                 .intermediate
-                .forward_into(&ws.attn, rows, &mut ws.inter);
+                .forward_into(&ws.attn, rows, &mut ws.inter, &mut ws.quantized);
             self.activation(&mut ws.inter);
-            layer.output.forward_into(&ws.inter, rows, &mut ws.x);
+            layer
+                .output
+                .forward_into(&ws.inter, rows, &mut ws.x, &mut ws.quantized);
             let norm = &layer.output_norm;
             kernels::residual_layer_norm(
                 &mut ws.x[..rows * h],
@@ -418,4 +473,5 @@ struct Workspace {
     context: Vec<f32>,
     attn: Vec<f32>,
     inter: Vec<f32>,
+    quantized: QuantizedRows,
 }

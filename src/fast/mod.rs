@@ -5,6 +5,7 @@
 
 pub mod encoder;
 pub mod gemm;
+pub mod int8;
 pub mod kernels;
 
 use tokenizers::Encoding;
@@ -13,6 +14,7 @@ use crate::bi_encoder::Pooling;
 use crate::error::Result;
 use crate::models::bert::Config;
 use crate::models::{Checkpoint, InputScheme};
+use crate::precision::Precision;
 use encoder::{Dense, Encoder, Output, Packed};
 
 /// Encoder + classification head (dense + tanh on the first token, then the output
@@ -25,11 +27,17 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    pub fn load(ckpt: &Checkpoint, config: &Config, num_labels: usize) -> Result<Self> {
+    /// The head stays f32 whatever `precision` says: it is one row per sequence.
+    pub fn load(
+        ckpt: &Checkpoint,
+        config: &Config,
+        num_labels: usize,
+        precision: Precision,
+    ) -> Result<Self> {
         let h = config.hidden_size;
         let (dense_vb, out_vb) = ckpt.head_vbs();
         Ok(Self {
-            encoder: Encoder::load(&ckpt.encoder_vb(), config)?,
+            encoder: Encoder::load(&ckpt.encoder_vb(), config, precision)?,
             dense: Dense::load(&dense_vb, h, h)?,
             out: Dense::load(&out_vb, h, num_labels)?,
             scheme: ckpt.family.input_scheme(config),
@@ -54,9 +62,9 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    pub fn load(ckpt: &Checkpoint, config: &Config) -> Result<Self> {
+    pub fn load(ckpt: &Checkpoint, config: &Config, precision: Precision) -> Result<Self> {
         Ok(Self {
-            encoder: Encoder::load(&ckpt.encoder_vb(), config)?,
+            encoder: Encoder::load(&ckpt.encoder_vb(), config, precision)?,
             scheme: ckpt.family.input_scheme(config),
         })
     }

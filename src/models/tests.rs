@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::bi_encoder::{BiEncoder, BiEncoderOptions};
 use crate::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions};
 use crate::error::Error;
+use crate::precision::Precision;
 
 const WORDS: &[&str] = &[
     "the", "flow", "over", "a", "flat", "plate", "wing", "lift", "heat", "in", "slabs", "boundary",
@@ -375,7 +376,7 @@ fn cpu_engine_equals_candle_reference() {
         let config = ModelConfig::load(&source).unwrap();
         let ckpt = Checkpoint::classifier(&source, &config, &Device::Cpu).unwrap();
         let reference = SequenceClassifier::load(&ckpt, &config.encoder, 3).unwrap();
-        let cpu = fast::Classifier::load(&ckpt, &config.encoder, 3).unwrap();
+        let cpu = fast::Classifier::load(&ckpt, &config.encoder, 3, Precision::Float32).unwrap();
         let tok = TextTokenizer::load(&source, family, 32).unwrap();
         let encodings = tok.encode_pairs(&pairs()).unwrap();
         let batch: Vec<_> = encodings.iter().collect();
@@ -393,7 +394,7 @@ fn cpu_engine_equals_candle_reference() {
 
         let encoder = Checkpoint::encoder(&source, &config, &Device::Cpu).unwrap();
         let bert = super::bert::BertModel::load(encoder.encoder_vb(), &config.encoder).unwrap();
-        let embedder = fast::Embedder::load(&encoder, &config.encoder).unwrap();
+        let embedder = fast::Embedder::load(&encoder, &config.encoder, Precision::Float32).unwrap();
         let texts = ["flow over a flat plate", "lift", "the wing in heat slabs"];
         let encodings = tok.encode_texts(&texts).unwrap();
         let batch: Vec<_> = encodings.iter().collect();
@@ -434,4 +435,32 @@ fn inputs_spanning_several_chunks_keep_their_order() {
     for (i, score) in got.iter().enumerate() {
         assert!((score - want[i % unique.len()]).abs() < 1e-5, "input {i}");
     }
+}
+
+#[test]
+fn int8_scores_track_f32_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), Kind::Bert, "bert", 1);
+    let path = dir.path().to_str().unwrap();
+    let exact = load(dir.path());
+    let int8 = CrossEncoder::load(
+        path,
+        &CrossEncoderOptions {
+            precision: Precision::Int8,
+            activation: Some(Activation::Identity),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(int8.precision(), Precision::Int8);
+    let (want, got) = (predict(&exact, &pairs(), 4), predict(&int8, &pairs(), 4));
+    let spread = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    // Close, and not identical: the quantized path really ran.
+    assert!(worst <= 0.05 * spread.max(1e-3), "{want:?} vs {got:?}");
+    assert!(worst > 0.0, "int8 scores equal f32 bit for bit");
 }

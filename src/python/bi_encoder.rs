@@ -12,6 +12,7 @@ use super::errors::{load_error, to_py};
 use super::inputs::{extract_texts, hub_options, model_path, optional_positive, positive};
 use super::progress::Progress;
 use crate::bi_encoder::{BiEncoder, BiEncoderOptions, Pooling};
+use crate::precision::Precision;
 use crate::similarity::cosine_matrix;
 
 #[derive(Clone)]
@@ -25,6 +26,7 @@ struct InitArgs {
     cache_folder: Option<PathBuf>,
     local_files_only: bool,
     max_batch_tokens: Option<usize>,
+    precision: Precision,
 }
 
 /// Rows of a 1-D (one vector) or 2-D (n, dim) numpy array as f32, row-major.
@@ -54,7 +56,8 @@ impl PyBiEncoder {
     #[new]
     #[pyo3(signature = (model_name_or_path, max_length=None, device=None, pooling=None,
                         normalize_embeddings=false, revision=None, cache_folder=None,
-                        local_files_only=false, max_batch_tokens=None))]
+                        local_files_only=false, max_batch_tokens=None,
+                        precision=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -67,6 +70,7 @@ impl PyBiEncoder {
         cache_folder: Option<PathBuf>,
         local_files_only: bool,
         max_batch_tokens: Option<i64>,
+        precision: Option<String>,
     ) -> PyResult<Self> {
         let args = InitArgs {
             model_name_or_path: model_path(model_name_or_path)?,
@@ -81,10 +85,15 @@ impl PyBiEncoder {
             cache_folder,
             local_files_only,
             max_batch_tokens: optional_positive(max_batch_tokens, "max_batch_tokens")?,
+            precision: precision
+                .as_deref()
+                .map_or(Ok(Precision::Float32), str::parse)
+                .map_err(to_py)?,
         };
         let options = BiEncoderOptions {
             max_length: args.max_length,
             device: Some(args.device.clone()),
+            precision: args.precision,
             pooling: args.pooling,
             normalize_embeddings: args.normalize_embeddings,
             hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
@@ -174,6 +183,12 @@ impl PyBiEncoder {
         self.inner.dim()
     }
 
+    /// "float32" (exact, the default) or "int8".
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.inner.precision().name()
+    }
+
     #[getter]
     fn max_length(&self) -> usize {
         self.inner.max_length()
@@ -219,6 +234,7 @@ impl PyBiEncoder {
             a.cache_folder.clone(),
             a.local_files_only,
             a.max_batch_tokens,
+            a.precision.name(),
         )
             .into_pyobject(py)?;
         Ok((slf.get_type().into_any(), args))

@@ -18,6 +18,7 @@ use crate::batching::CHUNK;
 use crate::cross_encoder::{
     rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
 };
+use crate::precision::Precision;
 
 /// An activation given as a name ("sigmoid") or as a torch module (`torch.nn.Sigmoid()`),
 /// which sentence-transformers users pass.
@@ -79,6 +80,7 @@ struct InitArgs {
     cache_folder: Option<PathBuf>,
     local_files_only: bool,
     max_batch_tokens: Option<usize>,
+    precision: Precision,
 }
 
 /// A cross-encoder that scores (query, document) pairs; same API as
@@ -137,7 +139,8 @@ impl PyCrossEncoder {
 impl PyCrossEncoder {
     #[new]
     #[pyo3(signature = (model_name_or_path, max_length=None, device=None, activation_fn=None,
-                        revision=None, cache_folder=None, local_files_only=false, max_batch_tokens=None))]
+                        revision=None, cache_folder=None, local_files_only=false, max_batch_tokens=None,
+                        precision=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -149,6 +152,7 @@ impl PyCrossEncoder {
         cache_folder: Option<PathBuf>,
         local_files_only: bool,
         max_batch_tokens: Option<i64>,
+        precision: Option<String>,
     ) -> PyResult<Self> {
         let args = InitArgs {
             model_name_or_path: model_path(model_name_or_path)?,
@@ -159,11 +163,16 @@ impl PyCrossEncoder {
             cache_folder,
             local_files_only,
             max_batch_tokens: optional_positive(max_batch_tokens, "max_batch_tokens")?,
+            precision: precision
+                .as_deref()
+                .map_or(Ok(Precision::Float32), str::parse)
+                .map_err(to_py)?,
         };
         let options = CrossEncoderOptions {
             max_length: args.max_length,
             activation: args.activation_fn,
             device: Some(args.device.clone()),
+            precision: args.precision,
             hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
         };
         let name = args.model_name_or_path.clone();
@@ -273,6 +282,12 @@ impl PyCrossEncoder {
         py.detach(|| inner.tokenize(&borrowed)).map_err(to_py)
     }
 
+    /// "float32" (exact, the default) or "int8".
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.inner.precision().name()
+    }
+
     #[getter]
     fn max_length(&self) -> usize {
         self.inner.max_length()
@@ -320,6 +335,7 @@ impl PyCrossEncoder {
             a.cache_folder.clone(),
             a.local_files_only,
             a.max_batch_tokens,
+            a.precision.name(),
         )
             .into_pyobject(py)?;
         Ok((slf.get_type().into_any(), args))
