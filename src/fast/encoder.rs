@@ -145,22 +145,12 @@ struct Layer {
 impl Layer {
     fn load(vb: &VarBuilder, c: &Config, precision: Precision) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let skip = std::env::var("CR_SKIP").unwrap_or_default();
         let dense = |name: &str, in_dim, out_dim| -> Result<Dense> {
-            let p = if skip.contains(name) {
-                Precision::Float32
-            } else {
-                precision
-            };
-            Ok(Dense::load(&vb.pp(name), in_dim, out_dim)?.with_precision(p))
+            Ok(Dense::load(&vb.pp(name), in_dim, out_dim)?.with_precision(precision))
         };
         let qkv = Dense::load_concat(&vb.pp("attention.self"), &["query", "key", "value"], h, h)?;
         Ok(Self {
             qkv: qkv.with_precision(precision),
-                Precision::Float32
-            } else {
-                precision
-            }),
             attention_out: dense("attention.output.dense", h, h)?,
             attention_norm: Norm::load(&vb.pp("attention.output.LayerNorm"), h)?,
             intermediate: dense("intermediate.dense", h, i)?,
