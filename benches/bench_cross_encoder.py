@@ -33,8 +33,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sentence_transformers import CrossEncoder as STCrossEncoder  # noqa: E402
 
+from scipy.stats import spearmanr  # noqa: E402
+
 import crossrank  # noqa: E402
 
+INT8 = "crossrank (int8)"
 DATA = ROOT.parent / "shared" / "data" / "cranfield"
 
 
@@ -134,6 +137,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime runs")
+    parser.add_argument("--no-int8", action="store_true", help="skip crossrank's precision=\"int8\" runs")
     parser.add_argument("--fixture", choices=sorted(fixtures.BENCH_FIXTURES), default="minilm-l6",
                         help="which cross-encoder fixture: the 6-layer MiniLM one, its layers repeated to 12, "
                              "or a TinyBERT-sized random one (2 layers, hidden 128)")
@@ -145,12 +149,15 @@ def main() -> None:
     n_pairs = sum(len(docs) for _, docs in workload)
 
     ours = crossrank.CrossEncoder(str(model_dir), max_length=args.max_length)
+    ours_int8 = crossrank.CrossEncoder(str(model_dir), max_length=args.max_length, precision="int8")
     st = STCrossEncoder(str(model_dir), max_length=args.max_length, device="cpu")
     identity = torch.nn.Identity()
     systems = {
         "crossrank": lambda pairs: ours.predict(pairs, batch_size=args.batch_size, activation_fn="identity"),
         "sentence-transformers": lambda pairs: st.predict(pairs, batch_size=args.batch_size, activation_fn=identity),
     }
+    if not args.no_int8:
+        systems[INT8] = lambda pairs: ours_int8.predict(pairs, batch_size=args.batch_size, activation_fn="identity")
     if not args.no_onnx:
         systems["onnxruntime (input order)"] = onnx_scorer(model_dir, args.max_length, args.batch_size, False)
         systems["onnxruntime (length-sorted)"] = onnx_scorer(model_dir, args.max_length, args.batch_size, True)
@@ -173,9 +180,8 @@ def main() -> None:
     lengths = [len(ids) for query, docs in workload for ids in ours.tokenize([(query, d) for d in docs])]
     flops = encoder_flops(lengths, config)
     peak = matmul_gflops()
-    diff = max(
-        np.abs(a - b).max() for name in systems if name != "crossrank" for a, b in zip(outputs["crossrank"], outputs[name])
-    )
+    exact_peers = [name for name in systems if name not in ("crossrank", INT8)]
+    diff = max(np.abs(a - b).max() for name in exact_peers for a, b in zip(outputs["crossrank"], outputs[name]))
     print(f"\nfixture {args.fixture}: {args.queries} Cranfield queries x BM25 top-100 = {n_pairs} pairs, max_length {args.max_length}, "
           f"batch_size {args.batch_size}, {THREADS} threads, {args.runs} runs; max |logit diff| vs crossrank = {diff:.2e}")
     print(f"mean tokens per pair {np.mean(lengths):.0f}; {flops / 1e9:.0f} GFLOP per run; "
@@ -189,10 +195,15 @@ def main() -> None:
         gflops = flops / statistics.median(totals[name]) / 1e9
         print(f"| {name} | {rate:.1f} | {p50:.0f} | {gflops:.0f} | {rate / base:.2f}x |")
     ours_total = statistics.median(totals["crossrank"])
-    for name in systems:
-        if name != "crossrank":
-            print(f"crossrank vs {name}: {statistics.median(totals[name]) / ours_total:.2f}x pairs/s, "
-                  f"{statistics.median(latencies[name]) / statistics.median(latencies['crossrank']):.2f}x lower p50 latency")
+    for name in exact_peers:
+        print(f"crossrank vs {name}: {statistics.median(totals[name]) / ours_total:.2f}x pairs/s, "
+              f"{statistics.median(latencies[name]) / statistics.median(latencies['crossrank']):.2f}x lower p50 latency")
+    if INT8 in systems:
+        rho = [spearmanr(a, b).statistic for a, b in zip(outputs["crossrank"], outputs[INT8])]
+        drift = max(np.abs(a - b).max() for a, b in zip(outputs["crossrank"], outputs[INT8]))
+        print(f"int8 vs float32 crossrank: per-query Spearman min {min(rho):.4f} / median {np.median(rho):.4f}, "
+              f"max |logit diff| {drift:.3f} (logit std {np.std(np.concatenate(outputs['crossrank'])):.3f}); "
+              f"int8 vs sentence-transformers fp32: {statistics.median(totals['sentence-transformers']) / statistics.median(totals[INT8]):.2f}x pairs/s")
 
 
 if __name__ == "__main__":

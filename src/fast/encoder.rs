@@ -314,34 +314,41 @@ impl Encoder {
             .collect();
         let results: Vec<Vec<f32>> = tasks
             .par_iter()
-            .map_init(Vec::new, |scores: &mut Vec<f32>, &(s, hd)| {
-                let (off, len, rows) = (p.offsets[s], p.len(s), q_rows(s));
-                let q = all.block(off, rows, hd * d, d);
-                let k = all.block(off, len, h + hd * d, d);
-                let v = all.block(off, len, 2 * h + hd * d, d);
-                scores.resize(rows * len, 0.0);
-                matmul(
-                    MatMut::new(scores, rows, len),
-                    q,
-                    k,
-                    B::Transposed,
-                    scale,
-                    false,
-                    1,
-                );
-                kernels::softmax_rows(scores, len);
-                let mut out = vec![0.0; rows * d];
-                matmul(
-                    MatMut::new(&mut out, rows, d),
-                    Mat::new(scores, rows, len),
-                    v,
-                    B::AsIs,
-                    1.0,
-                    false,
-                    1,
-                );
-                out
-            })
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(scores, sums): &mut (Vec<f32>, Vec<f32>), &(s, hd)| {
+                    let (off, len, rows) = (p.offsets[s], p.len(s), q_rows(s));
+                    let q = all.block(off, rows, hd * d, d);
+                    let k = all.block(off, len, h + hd * d, d);
+                    let v = all.block(off, len, 2 * h + hd * d, d);
+                    scores.resize(rows * len, 0.0);
+                    sums.resize(rows, 0.0);
+                    matmul(
+                        MatMut::new(scores, rows, len),
+                        q,
+                        k,
+                        B::Transposed,
+                        scale,
+                        false,
+                        1,
+                    );
+                    kernels::exp_rows(scores, len, sums);
+                    let mut out = vec![0.0; rows * d];
+                    matmul(
+                        MatMut::new(&mut out, rows, d),
+                        Mat::new(scores, rows, len),
+                        v,
+                        B::AsIs,
+                        1.0,
+                        false,
+                        1,
+                    );
+                    for (row, sum) in out.chunks_exact_mut(d).zip(sums.iter()) {
+                        row.iter_mut().for_each(|x| *x /= sum);
+                    }
+                    out
+                },
+            )
             .collect();
         let mut row_start = vec![0usize; n_seq + 1];
         for s in 0..n_seq {

@@ -53,7 +53,11 @@ fn exp(x: f32) -> f32 {
         * z
         + r
         + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from n's bits: adding 2^23 puts the integer n + 127 (in 1..=255 after the
+    // clamp) into the low mantissa bits. `n as i32` would be a saturating conversion,
+    // which the compiler cannot vectorize.
+    let biased = (n + 127.0 + 8_388_608.0).to_bits().wrapping_sub(0x4b00_0000);
+    p * f32::from_bits(biased << 23)
 }
 
 #[inline(always)]
@@ -160,18 +164,36 @@ fn sum_of(xs: &[f32]) -> f32 {
 }
 
 multiversion! {
-    /// Softmax of each row of `width` values, in place.
-    pub fn softmax_rows(xs: &mut [f32], width: usize) {
-        for row in xs.chunks_exact_mut(width) {
+    /// Softmax of each row of `width` values without the division: each row becomes
+    /// `exp(x - max)` and its sum goes to `sums`. Attention divides its (rows, head dim)
+    /// output instead of the (rows, sequence length) probabilities, which saves a pass.
+    pub fn exp_rows(xs: &mut [f32], width: usize, sums: &mut [f32]) {
+        for (row, sum) in xs.chunks_exact_mut(width).zip(sums.iter_mut()) {
             let max = max_of(row);
-            for v in row.iter_mut() {
+            let mut acc = [0f32; LANES];
+            let mut chunks = row.chunks_exact_mut(LANES);
+            for c in &mut chunks {
+                for i in 0..LANES {
+                    c[i] = exp(c[i] - max);
+                    acc[i] += c[i];
+                }
+            }
+            let mut tail = 0.0;
+            for v in chunks.into_remainder() {
                 *v = exp(*v - max);
+                tail += *v;
             }
-            let inv = 1.0 / sum_of(row);
-            for v in row.iter_mut() {
-                *v *= inv;
-            }
+            *sum = acc.iter().sum::<f32>() + tail;
         }
+    }
+}
+
+/// Softmax of each row of `width` values, in place.
+pub fn softmax_rows(xs: &mut [f32], width: usize) {
+    let mut sums = vec![0f32; xs.len() / width.max(1)];
+    exp_rows(xs, width, &mut sums);
+    for (row, sum) in xs.chunks_exact_mut(width).zip(&sums) {
+        row.iter_mut().for_each(|v| *v /= sum);
     }
 }
 
