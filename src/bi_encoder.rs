@@ -3,14 +3,14 @@
 
 use std::str::FromStr;
 
-#[cfg(test)]
-use candle_core::{Tensor, D};
+use candle_core::{Device, Tensor, D};
 
-use crate::batching::run_batched;
+use crate::batching::{make_input, run_batched};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
-use crate::models::{Checkpoint, ModelConfig};
+use crate::models::bert::BertModel;
+use crate::models::{Checkpoint, InputScheme, ModelConfig};
 use crate::precision::Precision;
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
@@ -49,8 +49,7 @@ impl Pooling {
     }
 
     /// `hidden`: (batch, seq, dim); `mask`: (batch, seq) of 0/1. Returns (batch, dim).
-    /// The candle reference of the CPU engine's pooling (tests only).
-    #[cfg(test)]
+    /// Pooling for candle's model (GPU builds; the CPU engine's test reference).
     pub(crate) fn pool(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let mask3 = mask.unsqueeze(D::Minus1)?; // (batch, seq, 1)
         let summed = || -> Result<(Tensor, Tensor)> {
@@ -89,9 +88,20 @@ pub struct BiEncoderOptions {
     pub hub: HubOptions,
 }
 
-/// Runs on the CPU engine (`fast`); the candle model in `models/` is its test reference.
+/// The forward pass in use: crossrank's CPU engine, or candle's model (GPU builds; on
+/// the CPU it is the engine's test reference).
+enum Engine {
+    Cpu(fast::Embedder),
+    Candle {
+        model: BertModel,
+        scheme: InputScheme,
+        pad_id: u32,
+        device: Device,
+    },
+}
+
 pub struct BiEncoder {
-    model: fast::Embedder,
+    engine: Engine,
     tokenizer: TextTokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -109,17 +119,48 @@ pub struct Embeddings {
 impl BiEncoder {
     pub fn load(name_or_path: &str, options: &BiEncoderOptions) -> Result<Self> {
         let device = parse_device(options.device.as_deref().unwrap_or("cpu"))?;
+        let candle = !device.is_cpu();
+        Self::load_on(name_or_path, options, device, candle)
+    }
+
+    /// `candle`: run candle's model instead of crossrank's CPU engine. Needed on every
+    /// device but the CPU; tests use it on the CPU as the engine's reference.
+    pub(crate) fn load_on(
+        name_or_path: &str,
+        options: &BiEncoderOptions,
+        device: Device,
+        candle: bool,
+    ) -> Result<Self> {
+        if candle && options.precision != Precision::Float32 {
+            return Err(Error::invalid(format!(
+                "precision {:?} runs on the CPU only; use precision=\"float32\" on {device:?}",
+                options.precision.name()
+            )));
+        }
         let source = ModelSource::resolve(name_or_path, &options.hub)?;
         let config = ModelConfig::load(&source)?;
         let ckpt = Checkpoint::encoder(&source, &config, &device)?;
         let family = ckpt.family;
-        let model = fast::Embedder::load(&ckpt, &config.encoder, options.precision)?;
+        let engine = if !candle {
+            Engine::Cpu(fast::Embedder::load(
+                &ckpt,
+                &config.encoder,
+                options.precision,
+            )?)
+        } else {
+            Engine::Candle {
+                model: BertModel::load(ckpt.encoder_vb(), &config.encoder)?,
+                scheme: family.input_scheme(&config.encoder),
+                pad_id: config.encoder.pad_token_id,
+                device,
+            }
+        };
         let st = SentenceTransformerConfig::load(&source)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, st.max_seq_length, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
         Ok(Self {
-            model,
+            engine,
             tokenizer,
             pooling: options.pooling.unwrap_or(st.pooling),
             normalize: st.normalize || options.normalize_embeddings,
@@ -174,7 +215,29 @@ impl BiEncoder {
             max_batch_tokens,
             self.dim,
             on_batch,
-            &|batch| self.model.forward(batch, self.pooling, normalize),
+            &|batch| match &self.engine {
+                Engine::Cpu(model) => model.forward(batch, self.pooling, normalize),
+                Engine::Candle {
+                    model,
+                    scheme,
+                    pad_id,
+                    device,
+                } => {
+                    let input = make_input(batch, *scheme, *pad_id, device)?;
+                    let hidden = model.forward(&input)?;
+                    let mut pooled = self.pooling.pool(&hidden, &input.attention_mask)?;
+                    if normalize {
+                        // torch.nn.functional.normalize: x / max(||x||, 1e-12)
+                        let norm = pooled
+                            .sqr()?
+                            .sum_keepdim(1)?
+                            .sqrt()?
+                            .clamp(1e-12, f64::INFINITY)?;
+                        pooled = pooled.broadcast_div(&norm)?;
+                    }
+                    Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
+                }
+            },
         )?;
         Ok(Embeddings {
             values,

@@ -3,11 +3,13 @@
 
 use std::str::FromStr;
 
-use crate::batching::run_batched;
+use candle_core::Device;
+
+use crate::batching::{make_input, run_batched};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
-use crate::models::{Checkpoint, ModelConfig};
+use crate::models::{Checkpoint, InputScheme, ModelConfig, SequenceClassifier};
 use crate::precision::Precision;
 use crate::source::{HubOptions, ModelSource};
 use crate::tokenize::{resolve_max_length, TextTokenizer};
@@ -112,9 +114,20 @@ pub struct Scores {
     pub num_labels: usize,
 }
 
-/// Runs on the CPU engine (`fast`); the candle model in `models/` is its test reference.
+/// The forward pass in use: crossrank's CPU engine, or candle's model (GPU builds; on
+/// the CPU it is the engine's test reference).
+enum Engine {
+    Cpu(fast::Classifier),
+    Candle {
+        model: SequenceClassifier,
+        scheme: InputScheme,
+        pad_id: u32,
+        device: Device,
+    },
+}
+
 pub struct CrossEncoder {
-    model: fast::Classifier,
+    engine: Engine,
     tokenizer: TextTokenizer,
     num_labels: usize,
     activation: Activation,
@@ -124,12 +137,44 @@ pub struct CrossEncoder {
 impl CrossEncoder {
     pub fn load(name_or_path: &str, options: &CrossEncoderOptions) -> Result<Self> {
         let device = parse_device(options.device.as_deref().unwrap_or("cpu"))?;
+        let candle = !device.is_cpu();
+        Self::load_on(name_or_path, options, device, candle)
+    }
+
+    /// `candle`: run candle's model instead of crossrank's CPU engine. Needed on every
+    /// device but the CPU; tests use it on the CPU as the engine's reference.
+    pub(crate) fn load_on(
+        name_or_path: &str,
+        options: &CrossEncoderOptions,
+        device: Device,
+        candle: bool,
+    ) -> Result<Self> {
+        if candle && options.precision != Precision::Float32 {
+            return Err(Error::invalid(format!(
+                "precision {:?} runs on the CPU only; use precision=\"float32\" on {device:?}",
+                options.precision.name()
+            )));
+        }
         let source = ModelSource::resolve(name_or_path, &options.hub)?;
         let config = ModelConfig::load(&source)?;
         let num_labels = config.num_labels();
         let ckpt = Checkpoint::classifier(&source, &config, &device)?;
         let family = ckpt.family;
-        let model = fast::Classifier::load(&ckpt, &config.encoder, num_labels, options.precision)?;
+        let engine = if !candle {
+            Engine::Cpu(fast::Classifier::load(
+                &ckpt,
+                &config.encoder,
+                num_labels,
+                options.precision,
+            )?)
+        } else {
+            Engine::Candle {
+                model: SequenceClassifier::load(&ckpt, &config.encoder, num_labels)?,
+                scheme: family.input_scheme(&config.encoder),
+                pad_id: config.encoder.pad_token_id,
+                device,
+            }
+        };
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
@@ -138,7 +183,7 @@ impl CrossEncoder {
             None => default_activation(&config, num_labels)?,
         };
         Ok(Self {
-            model,
+            engine,
             tokenizer,
             num_labels,
             activation,
@@ -188,7 +233,18 @@ impl CrossEncoder {
             max_batch_tokens,
             self.num_labels,
             on_batch,
-            &|batch| self.model.forward(batch),
+            &|batch| match &self.engine {
+                Engine::Cpu(model) => model.forward(batch),
+                Engine::Candle {
+                    model,
+                    scheme,
+                    pad_id,
+                    device,
+                } => {
+                    let input = make_input(batch, *scheme, *pad_id, device)?;
+                    Ok(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
+                }
+            },
         )?;
         Ok(Scores {
             values,

@@ -275,12 +275,23 @@ fn quantize_block_generic(b: &mut Block<'_>) {
             for c in chunks {
                 for i in 0..LANES {
                     let inside = c[i] >= clip_lo && c[i] <= clip_hi;
-                    min[i] = if inside && c[i] < min[i] { c[i] } else { min[i] };
-                    max[i] = if inside && c[i] > max[i] { c[i] } else { max[i] };
+                    min[i] = if inside && c[i] < min[i] {
+                        c[i]
+                    } else {
+                        min[i]
+                    };
+                    max[i] = if inside && c[i] > max[i] {
+                        c[i]
+                    } else {
+                        max[i]
+                    };
                 }
             }
             let inside = tail.iter().filter(|&&v| v >= clip_lo && v <= clip_hi);
-            lo = inside.clone().chain(&min).fold(f32::INFINITY, |a, &v| a.min(v));
+            lo = inside
+                .clone()
+                .chain(&min)
+                .fold(f32::INFINITY, |a, &v| a.min(v));
             hi = inside.chain(&max).fold(f32::NEG_INFINITY, |a, &v| a.max(v));
         }
         let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
@@ -671,7 +682,10 @@ mod tests {
             let mut out = vec![0f32; n];
             matmul(&mut out, &qx, &qw, &vec![0.0; n], 1);
             let want = reference(x, &w, &vec![0.0; n], 1, k, n);
-            out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+            out.iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
         };
         let (base, spike) = (error(&plain), error(&spiked));
         // Without the f32 correction the step would grow 30x, and the error with it.

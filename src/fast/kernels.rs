@@ -56,7 +56,9 @@ fn exp(x: f32) -> f32 {
     // 2^n from n's bits: adding 2^23 puts the integer n + 127 (in 1..=255 after the
     // clamp) into the low mantissa bits. `n as i32` would be a saturating conversion,
     // which the compiler cannot vectorize.
-    let biased = (n + 127.0 + 8_388_608.0).to_bits().wrapping_sub(0x4b00_0000);
+    let biased = (n + 127.0 + 8_388_608.0)
+        .to_bits()
+        .wrapping_sub(0x4b00_0000);
     p * f32::from_bits(biased << 23)
 }
 

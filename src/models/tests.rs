@@ -464,3 +464,47 @@ fn int8_scores_track_f32_scores() {
     assert!(worst <= 0.05 * spread.max(1e-3), "{want:?} vs {got:?}");
     assert!(worst > 0.0, "int8 scores equal f32 bit for bit");
 }
+
+/// The engine non-CPU devices use (candle's model) gives the CPU engine's scores; run
+/// here on the CPU, since CI has no GPU.
+#[test]
+fn candle_engine_equals_cpu_engine() {
+    for kind in [Kind::Bert, Kind::XlmR] {
+        let dir = tempfile::tempdir().unwrap();
+        write_model(dir.path(), kind, "", 1);
+        let path = dir.path().to_str().unwrap();
+        let options = CrossEncoderOptions {
+            activation: Some(Activation::Identity),
+            ..Default::default()
+        };
+        let candle = CrossEncoder::load_on(path, &options, Device::Cpu, true).unwrap();
+        assert_close(
+            &predict(&candle, &pairs(), 3),
+            &predict(&load(dir.path()), &pairs(), 3),
+            2e-5,
+        );
+        let texts = ["flow over a flat plate", "lift", ""];
+        let bi_options = BiEncoderOptions {
+            normalize_embeddings: true,
+            ..Default::default()
+        };
+        let embed = |be: BiEncoder| {
+            be.encode(&texts, 2, None, None, &mut |_| {})
+                .unwrap()
+                .values
+        };
+        assert_close(
+            &embed(BiEncoder::load_on(path, &bi_options, Device::Cpu, true).unwrap()),
+            &embed(BiEncoder::load(path, &bi_options).unwrap()),
+            2e-5,
+        );
+        let int8 = CrossEncoderOptions {
+            precision: Precision::Int8,
+            ..Default::default()
+        };
+        assert!(matches!(
+            CrossEncoder::load_on(path, &int8, Device::Cpu, true),
+            Err(Error::InvalidArgument(m)) if m.contains("CPU only")
+        ));
+    }
+}
