@@ -7,6 +7,7 @@ pub mod cross_encoder;
 pub mod device;
 pub mod error;
 pub mod fast;
+pub mod metrics;
 pub mod models;
 pub mod precision;
 pub mod similarity;

@@ -161,3 +161,20 @@ class BiEncoder:
     @property
     def normalize_embeddings(self) -> bool:
         """Whether ``encode`` normalizes by default."""
+
+def evaluate(
+    qrels: dict[str, dict[str, int]] | str | PathLike[str],
+    run: dict[str, dict[str, float]] | str | PathLike[str],
+    metrics: str | Sequence[str],
+    per_query: bool = False,
+) -> dict[str, float] | dict[str, dict[str, float]]:
+    """Metrics of ``run`` against ``qrels`` (dicts, or TREC qrels / run files):
+    ``{metric: mean over the qrels' queries}``, or ``{metric: {qid: value}}`` with
+    ``per_query=True``. See :mod:`crossrank.metrics` for the names and conventions.
+
+    Raises:
+        ValueError: an unknown metric name, a cut-off <= 0, a non-finite score, empty
+            qrels, or a malformed file line (named).
+        TypeError: inputs of the wrong type.
+        FileNotFoundError: a file path that does not exist.
+    """

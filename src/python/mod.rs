@@ -5,6 +5,7 @@ mod bi_encoder;
 mod cross_encoder;
 mod errors;
 mod inputs;
+mod metrics;
 mod progress;
 
 use pyo3::prelude::*;
@@ -14,5 +15,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<cross_encoder::PyCrossEncoder>()?;
     m.add_class::<bi_encoder::PyBiEncoder>()?;
+    m.add_function(wrap_pyfunction!(metrics::evaluate, m)?)?;
     Ok(())
 }
