@@ -1,12 +1,17 @@
 //! crossrank: re-ranking for retrieval pipelines. The core (this crate) runs without
 //! Python; the pyo3 bindings live in `python/` behind the `python` feature.
 
+pub mod analyzer;
 pub mod batching;
 pub mod bi_encoder;
+pub mod bm25;
 pub mod cross_encoder;
+pub mod dense_index;
 pub mod device;
 pub mod error;
 pub mod fast;
+pub mod fusion;
+pub mod hit;
 pub mod metrics;
 pub mod models;
 pub mod precision;

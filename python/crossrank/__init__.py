@@ -5,7 +5,11 @@
 >>> ce.rank("what is BM25?", ["BM25 is a ranking function", "Paris is in France"])
 """
 
-from crossrank import metrics
-from crossrank._core import BiEncoder, CrossEncoder, __version__
+from crossrank import datasets, evaluation, fusion, metrics, retrieval
+from crossrank._core import BM25, BiEncoder, CrossEncoder, DenseIndex, __version__
+from crossrank.retrieval import DenseRetriever, HybridRetriever
 
-__all__ = ["BiEncoder", "CrossEncoder", "metrics", "__version__"]
+__all__ = [
+    "BM25", "BiEncoder", "CrossEncoder", "DenseIndex", "DenseRetriever", "HybridRetriever",
+    "datasets", "evaluation", "fusion", "metrics", "retrieval", "__version__",
+]

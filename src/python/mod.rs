@@ -2,8 +2,11 @@
 //! checking and conversion live here, the work in the core with the GIL released.
 
 mod bi_encoder;
+mod bm25;
 mod cross_encoder;
+mod dense_index;
 mod errors;
+mod fusion;
 mod inputs;
 mod metrics;
 mod progress;
@@ -15,6 +18,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<cross_encoder::PyCrossEncoder>()?;
     m.add_class::<bi_encoder::PyBiEncoder>()?;
+    m.add_class::<bm25::PyBm25>()?;
+    m.add_class::<dense_index::PyDenseIndex>()?;
     m.add_function(wrap_pyfunction!(metrics::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(fusion::reciprocal_rank_fusion, m)?)?;
+    m.add_function(wrap_pyfunction!(fusion::weighted_sum_fusion, m)?)?;
     Ok(())
 }
