@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ACTIVATE := VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH
 
-.PHONY: demo test build fixtures test-rust test-python bench clean
+.PHONY: demo demo-all test build fixtures test-rust test-python bench clean
+
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +27,12 @@ build: $(VENV)/.demo-deps
 fixtures: $(VENV)/.demo-deps
 	$(PY) scripts/fixtures.py
 
+# DATA=dir: another BEIR-layout collection; CE_MODEL=id-or-dir: a trained cross-encoder stage.
 demo: build fixtures
-	$(PY) scripts/demo.py
+	DATA="$(DATA)" CE_MODEL="$(CE_MODEL)" $(PY) scripts/demo.py
+
+demo-all: build fixtures
+	CE_MODEL="$(CE_MODEL)" $(PY) scripts/demo.py --all --write-results benches/RESULTS.md
 
 test-rust:
 	cargo test --release -q

@@ -318,6 +318,10 @@ def evaluate(pipeline: Sequence[Any], dataset: Dataset, metrics: Sequence[str] =
         raise ValueError("the pipeline has no stages")
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     evaluate_run({"q": {"d": 1}}, {}, metrics)  # rejects unknown metric names before any work
+    for stage in pipeline:
+        if not isinstance(stage, (RetrieverStage, FusionStage, RerankStage)):
+            raise TypeError(f"pipeline stages must be BM25Stage, DenseStage, RetrieverStage, FusionStage or "
+                            f"RerankStage objects, got {type(stage).__name__}")
     names = [s.name for s in pipeline]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique, got {names}")
@@ -333,11 +337,9 @@ def evaluate(pipeline: Sequence[Any], dataset: Dataset, metrics: Sequence[str] =
         elif isinstance(stage, FusionStage):
             run, elapsed, pairs = stage.run(ctx)
             depends = stage.inputs
-        elif isinstance(stage, RetrieverStage):
+        else:
             run, elapsed, pairs = stage.run(ctx)
             depends = []
-        else:
-            raise TypeError(f"unknown stage type {type(stage).__name__}")
         ctx.runs[stage.name] = run
         ctx.totals[stage.name] = elapsed + sum(ctx.totals[d] for d in depends)
         per_query = evaluate_run(dataset.qrels, run, metrics, per_query=True)

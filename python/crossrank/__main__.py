@@ -1,0 +1,7 @@
+"""``python -m crossrank``: the ``crossrank`` command line."""
+
+import sys
+
+from crossrank.cli import main
+
+sys.exit(main())
