@@ -178,3 +178,112 @@ def evaluate(
         TypeError: inputs of the wrong type.
         FileNotFoundError: a file path that does not exist.
     """
+
+Ids = list[str] | npt.NDArray[np.int64]
+Hits = tuple[Ids, npt.NDArray[np.float32]]
+
+class BM25:
+    """Okapi BM25 with Lucene's idf over a corpus of strings (built in parallel).
+
+    ``score(q, d) = sum over query terms t of idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl))``
+    with ``idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))``: Lucene's BM25Similarity and
+    bm25s' ``method="lucene"`` (tested equal on Cranfield). Repeated query terms count
+    each time, as in Lucene.
+
+    Text is lowercased and split into runs of letters and digits (Unicode); then
+    ``stopwords`` are dropped and words are stemmed with a Snowball ``stemmer``.
+
+    Args:
+        corpus: the documents.
+        ids: one unique id per document; ``search`` then returns ids instead of positions.
+        k1, b: BM25 parameters (defaults 0.9 and 0.4, Pyserini's for BEIR).
+        stopwords: ``None``, a language name (NLTK's list, e.g. ``"english"``) or a list of words.
+        stemmer: ``None`` or a Snowball language (``"english"`` is Porter2, also ``"french"``,
+            ``"german"``, ...).
+
+    Raises:
+        ValueError: an empty corpus, ``k1 < 0``, ``b`` outside [0, 1], ids of the wrong
+            count or duplicated, an unknown stemmer or stopword language.
+    """
+
+    def __init__(
+        self,
+        corpus: Sequence[str],
+        ids: Sequence[str] | None = None,
+        k1: float = 0.9,
+        b: float = 0.4,
+        stopwords: str | Sequence[str] | None = None,
+        stemmer: str | None = None,
+    ) -> None: ...
+    def tokenize(self, text: str) -> list[str]:
+        """The terms BM25 indexes for ``text``."""
+    def search(self, query: str, top_k: int = 10) -> Hits:
+        """The ``top_k`` best documents, best first (equal scores: corpus order), as
+        ``(ids or positions, float32 scores)``. Only documents sharing a term with the query
+        are returned: an empty query or one with no known term gives empty arrays."""
+    def search_batch(self, queries: Sequence[str], top_k: int = 10, show_progress_bar: bool | None = None) -> list[Hits]:
+        """``search`` for each query, in parallel with the GIL released."""
+    def score(self, query: str, documents: Sequence[str]) -> npt.NDArray[np.float32]:
+        """BM25 scores of any texts for ``query`` with the corpus' statistics (idf, average
+        length); a term the corpus never saw has df = 0. For hybrid re-ranking."""
+    def save(self, path: str | PathLike[str]) -> None: ...
+    @staticmethod
+    def load(path: str | PathLike[str]) -> BM25:
+        """Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for one that is not an index."""
+    @property
+    def k1(self) -> float: ...
+    @property
+    def b(self) -> float: ...
+    @property
+    def ids(self) -> list[str] | None: ...
+    @property
+    def vocabulary_size(self) -> int: ...
+    def __len__(self) -> int: ...
+
+class DenseIndex:
+    """Exact top-k search over an ``(n, dim)`` float32 matrix of embeddings.
+
+    A C-contiguous float32 array is read in place (no copy; do not modify it afterwards);
+    anything else is converted once. Search is one matrix product per block of rows, in
+    parallel with the GIL released.
+
+    Args:
+        embeddings: ``(n, dim)`` array-like.
+        ids: one unique id per row; ``search`` then returns ids instead of positions.
+        metric: ``"cosine"`` (a zero vector scores 0) or ``"dot"``.
+
+    Raises:
+        ValueError: non-finite values, a bad shape, bad ids, an unknown metric.
+    """
+
+    def __init__(
+        self,
+        embeddings: npt.ArrayLike,
+        ids: Sequence[str] | None = None,
+        metric: Literal["cosine", "dot"] = "cosine",
+    ) -> None: ...
+    def search(self, query_embeddings: npt.NDArray[Any], top_k: int = 10) -> Hits | list[Hits]:
+        """Top ``top_k`` rows, best first (equal scores: row order): one ``(ids, scores)``
+        for a 1-D query, a list of them for a 2-D ``(q, dim)`` array."""
+    def add(self, embeddings: npt.ArrayLike, ids: Sequence[str] | None = None) -> None:
+        """Append rows (with ids exactly when the index has ids). The index then owns a copy."""
+    def save(self, path: str | PathLike[str]) -> None: ...
+    @staticmethod
+    def load(path: str | PathLike[str]) -> DenseIndex: ...
+    @property
+    def embeddings(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def ids(self) -> list[str] | None: ...
+    @property
+    def metric(self) -> Literal["cosine", "dot"]: ...
+    @property
+    def dim(self) -> int: ...
+    def __len__(self) -> int: ...
+
+Run = dict[Any, float] | tuple[Sequence[Any], Sequence[float]]
+
+def reciprocal_rank_fusion(runs: Sequence[Run], k: float = 60.0, weights: Sequence[float] | None = None) -> dict[Any, float]:
+    """``{id: sum_i weights[i] / (k + rank_i(id))}``, best first. See :mod:`crossrank.fusion`."""
+
+def weighted_sum_fusion(runs: Sequence[Run], weights: Sequence[float] | None = None) -> dict[Any, float]:
+    """``{id: sum_i weights[i] * minmax_i(score)}``, best first. See :mod:`crossrank.fusion`."""
