@@ -1,4 +1,5 @@
-//! How BM25 turns text into terms: Unicode lowercase, split into runs of letters and digits,
+//! How BM25 turns text into terms: Unicode lowercase, split into runs of letters and digits
+//! (with their combining marks, so that Devanagari and the like stay whole words),
 //! optionally drop stopwords (NLTK's lists, `stop-words` crate) and stem (Snowball,
 //! `rust-stemmers`). The same analyzer is used for documents and queries.
 
@@ -6,6 +7,7 @@ use std::collections::HashSet;
 
 use rust_stemmers::{Algorithm, Stemmer};
 use serde::{Deserialize, Serialize};
+use unicode_categories::UnicodeCategories;
 
 use crate::{Error, Result};
 
@@ -31,6 +33,20 @@ const LANGUAGES: &[(&str, Algorithm, &str)] = &[
     ("turkish", Algorithm::Turkish, "tr"),
 ];
 
+/// The stemmer and stopword-list code of a language name, or an error listing the names.
+fn language(name: &str, what: &str) -> Result<(Algorithm, &'static str)> {
+    LANGUAGES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, algorithm, code)| (*algorithm, *code))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown {what} language {name:?}; available: {}",
+                language_names()
+            ))
+        })
+}
+
 fn language_names() -> String {
     LANGUAGES
         .iter()
@@ -50,19 +66,10 @@ pub struct AnalyzerConfig {
 
 impl AnalyzerConfig {
     /// NLTK's stopword list for a language name such as `"english"`.
-    pub fn stopword_list(language: &str) -> Result<Vec<String>> {
-        let code = LANGUAGES
-            .iter()
-            .find(|(name, _, _)| *name == language)
-            .map(|(_, _, code)| *code)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "no stopword list for {language:?}; available: {}",
-                    language_names()
-                ))
-            })?;
+    pub fn stopword_list(language_name: &str) -> Result<Vec<String>> {
+        let (_, code) = language(language_name, "stopword")?;
         let words = stop_words::lookup(code)
-            .ok_or_else(|| Error::invalid(format!("no stopword list for {language:?}")))?;
+            .ok_or_else(|| Error::invalid(format!("no stopword list for {language_name:?}")))?;
         Ok(words.iter().map(|w| w.to_string()).collect())
     }
 }
@@ -87,16 +94,7 @@ impl Analyzer {
         let stemmer = match &config.stemmer {
             None => None,
             Some(name) => {
-                let algorithm = LANGUAGES
-                    .iter()
-                    .find(|(n, _, _)| n == name)
-                    .map(|(_, a, _)| *a)
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "unknown stemmer {name:?}; available: {}",
-                            language_names()
-                        ))
-                    })?;
+                let (algorithm, _) = language(name, "stemmer")?;
                 Some(Stemmer::create(algorithm))
             }
         };
@@ -114,7 +112,7 @@ impl Analyzer {
 
     /// The terms of `text`, in order (repeats kept: they are term frequencies).
     pub fn terms(&self, text: &str) -> Vec<String> {
-        text.split(|c: char| !c.is_alphanumeric())
+        text.split(|c: char| !(c.is_alphanumeric() || c.is_mark()))
             .filter(|word| !word.is_empty())
             .map(str::to_lowercase)
             .filter(|word| !self.stopwords.contains(word))
@@ -145,6 +143,16 @@ mod tests {
         assert_eq!(
             full.terms("The flow fields of the wings"),
             ["flow", "field", "wing"]
+        );
+    }
+
+    #[test]
+    fn combining_marks_stay_in_their_word() {
+        let plain = Analyzer::new(AnalyzerConfig::default()).unwrap();
+        assert_eq!(plain.terms("हिन्दी भाषा"), ["हिन्दी", "भाषा"]);
+        assert_eq!(
+            plain.terms("cafe\u{301} au lait"),
+            ["cafe\u{301}", "au", "lait"]
         );
     }
 

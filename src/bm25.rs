@@ -6,8 +6,6 @@
 //! factor of the textbook formula is left out, as Lucene does, which does not change the order.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -15,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyzer::{Analyzer, AnalyzerConfig};
 use crate::hit::{check_ids, top_hits, Hit};
+use crate::index_file;
 use crate::{Error, Result};
 
 /// First bytes of a saved index; the digit is the format version.
 const MAGIC: &[u8; 8] = b"CRBM25v1";
+const WHAT: &str = "BM25 index";
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Bm25Params {
@@ -228,6 +228,7 @@ impl Bm25 {
     pub fn search(&self, query: &str, top_k: usize) -> Result<Vec<Hit>> {
         check_top_k(top_k)?;
         let mut scores = vec![0f32; self.num_documents()];
+        let mut seen = vec![false; self.num_documents()];
         let mut touched: Vec<u32> = Vec::new();
         for term in self.analyzer.terms(query) {
             let Some(&id) = self.index.terms.get(&term) else {
@@ -236,12 +237,11 @@ impl Bm25 {
             let (docs, tfs) = self.postings(id);
             let idf = self.idf(docs.len());
             for (&doc, &tf) in docs.iter().zip(tfs) {
-                let slot = &mut scores[doc as usize];
-                if *slot == 0.0 {
+                if !std::mem::replace(&mut seen[doc as usize], true) {
                     touched.push(doc);
                 }
                 let tf = tf as f32;
-                *slot += idf * tf / (tf + self.length_norms[doc as usize]);
+                scores[doc as usize] += idf * tf / (tf + self.length_norms[doc as usize]);
             }
         }
         let hits = touched
@@ -308,23 +308,12 @@ impl Bm25 {
 
     /// The index as bytes (the `save` file format).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut bytes = MAGIC.to_vec();
-        let body = postcard::to_stdvec(&self.index)
-            .map_err(|e| Error::invalid(format!("cannot encode the BM25 index: {e}")))?;
-        bytes.extend(body);
-        Ok(bytes)
+        index_file::encode(MAGIC, &self.index, WHAT)
     }
 
     /// An index from `to_bytes` output; `origin` names the source in errors.
     pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Self> {
-        if !bytes.starts_with(MAGIC) {
-            return Err(Error::bad_file(
-                origin,
-                "not a crossrank BM25 index (bad header)",
-            ));
-        }
-        let index: Index = postcard::from_bytes(&bytes[MAGIC.len()..])
-            .map_err(|e| Error::bad_file(origin, format!("corrupt BM25 index: {e}")))?;
+        let index: Index = index_file::decode(MAGIC, bytes, origin, WHAT)?;
         let consistent = index.offsets.len() == index.terms.len() + 1
             && index.docs.len() == index.tfs.len()
             && index.offsets.last().copied() == Some(index.docs.len() as u64)
@@ -351,22 +340,11 @@ impl Bm25 {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut out = BufWriter::new(File::create(path)?);
-        out.write_all(&self.to_bytes()?)?;
-        out.flush()?;
-        Ok(())
+        index_file::write(path, &self.to_bytes()?)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::NotFound(format!("no BM25 index at {}", path.display()))
-            }
-            _ => Error::Io(e),
-        })?;
-        let mut bytes = Vec::new();
-        BufReader::new(file).read_to_end(&mut bytes)?;
-        Self::from_bytes(&bytes, path)
+        Self::from_bytes(&index_file::read(path, WHAT)?, path)
     }
 }
 

@@ -4,8 +4,6 @@
 //! [`DenseView`] searches borrowed rows (the Python binding reads a numpy array in place);
 //! [`DenseIndex`] owns its rows, grows with `add`, and saves / loads.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -14,9 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::fast::gemm::{matmul, Mat, MatMut, B};
 use crate::hit::{check_ids, top_hits, Hit};
+use crate::index_file;
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CRDENSv1";
+const WHAT: &str = "dense index";
 /// Documents per GEMM block: big enough for an efficient GEMM, small enough that the
 /// (queries x block) score tile stays in cache and blocks spread over threads.
 const DOC_BLOCK: usize = 2048;
@@ -65,16 +65,21 @@ fn check_finite(values: &[f32], what: &str, dim: usize) -> Result<()> {
     }
 }
 
-/// 1 / ||row|| per row for cosine (0 for a zero row), all ones for dot.
+/// 1 / ||row|| per row for cosine (0 for a zero row), all ones for dot. The norm is taken
+/// in f64 so that rows of very large or very small values do not overflow or underflow.
 pub fn row_scales(vectors: &[f32], dim: usize, metric: DenseMetric) -> Vec<f32> {
     vectors
         .par_chunks(dim.max(1))
         .map(|row| match metric {
             DenseMetric::Dot => 1.0,
             DenseMetric::Cosine => {
-                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let norm = row
+                    .iter()
+                    .map(|&v| (v as f64) * (v as f64))
+                    .sum::<f64>()
+                    .sqrt();
                 if norm > 0.0 {
-                    1.0 / norm
+                    ((1.0 / norm) as f32).min(f32::MAX)
                 } else {
                     0.0
                 }
@@ -117,19 +122,30 @@ impl DenseView<'_> {
             )));
         }
         check_finite(queries, "query", self.dim)?;
-        let query_scales = row_scales(queries, self.dim, self.metric);
-        let mut results = Vec::with_capacity(query_scales.len());
-        for (q_rows, q_scales) in queries
-            .chunks(QUERY_BLOCK * self.dim)
-            .zip(query_scales.chunks(QUERY_BLOCK))
-        {
-            results.extend(self.search_block(q_rows, q_scales, top_k));
+        // Cosine: unit-length queries (a small copy), so the products stay in f32's range.
+        let normalized: Vec<f32>;
+        let queries = match self.metric {
+            DenseMetric::Dot => queries,
+            DenseMetric::Cosine => {
+                let scales = row_scales(queries, self.dim, self.metric);
+                normalized = queries
+                    .chunks(self.dim)
+                    .zip(&scales)
+                    .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
+                    .collect();
+                &normalized
+            }
+        };
+        let nq = queries.len() / self.dim;
+        let mut results = Vec::with_capacity(nq);
+        for block in queries.chunks(QUERY_BLOCK * self.dim) {
+            results.extend(self.search_block(block, top_k));
         }
         Ok(results)
     }
 
-    fn search_block(&self, queries: &[f32], query_scales: &[f32], top_k: usize) -> Vec<Vec<Hit>> {
-        let nq = query_scales.len();
+    fn search_block(&self, queries: &[f32], top_k: usize) -> Vec<Vec<Hit>> {
+        let nq = queries.len() / self.dim;
         let q = Mat::new(queries, nq, self.dim);
         // Per document block: each query's best top_k within the block.
         let per_block: Vec<Vec<Vec<Hit>>> = self
@@ -152,15 +168,14 @@ impl DenseView<'_> {
                 );
                 let scales = &self.scales[first..first + n];
                 tile.chunks(n)
-                    .zip(query_scales)
-                    .map(|(scores, &qs)| {
+                    .map(|scores| {
                         let hits = scores
                             .iter()
                             .zip(scales)
                             .enumerate()
                             .map(|(i, (&s, &ds))| Hit {
                                 doc: (first + i) as u32,
-                                score: s * qs * ds,
+                                score: s * ds,
                             })
                             .collect();
                         top_hits(hits, top_k)
@@ -315,13 +330,7 @@ impl DenseIndex {
             ids: ids.to_vec(),
             vectors: vectors.to_vec(),
         };
-        let bytes = postcard::to_stdvec(&saved)
-            .map_err(|e| Error::bad_file(path, format!("cannot encode the index: {e}")))?;
-        let mut out = BufWriter::new(File::create(path)?);
-        out.write_all(MAGIC)?;
-        out.write_all(&bytes)?;
-        out.flush()?;
-        Ok(())
+        index_file::write(path, &index_file::encode(MAGIC, &saved, WHAT)?)
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -329,24 +338,9 @@ impl DenseIndex {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::NotFound(format!("no dense index at {}", path.display()))
-            }
-            _ => Error::Io(e),
-        })?;
-        let mut bytes = Vec::new();
-        BufReader::new(file).read_to_end(&mut bytes)?;
-        if !bytes.starts_with(MAGIC) {
-            return Err(Error::bad_file(
-                path,
-                "not a crossrank dense index (bad header)",
-            ));
-        }
-        let saved: Saved = postcard::from_bytes(&bytes[MAGIC.len()..])
-            .map_err(|e| Error::bad_file(path, format!("corrupt dense index: {e}")))?;
+        let saved: Saved = index_file::decode(MAGIC, &index_file::read(path, WHAT)?, path, WHAT)?;
         Self::new(saved.vectors, saved.dim as usize, saved.metric, saved.ids)
-            .map_err(|e| Error::bad_file(path, format!("corrupt dense index: {e}")))
+            .map_err(|e| Error::bad_file(path, format!("corrupt {WHAT}: {e}")))
     }
 }
 

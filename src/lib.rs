@@ -12,6 +12,7 @@ pub mod error;
 pub mod fast;
 pub mod fusion;
 pub mod hit;
+pub mod index_file;
 pub mod metrics;
 pub mod models;
 pub mod precision;

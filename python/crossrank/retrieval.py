@@ -145,7 +145,8 @@ class HybridRetriever:
         for runs in zip(*per_retriever):
             fused = list(fuse(runs, self.method, self.k, self.weights).items())[:top_k]
             ids = [d for d, _ in fused]
-            if ids and not isinstance(ids[0], str):
+            # Positions come back as an int64 array, as each retriever returns them.
+            if not any(isinstance(run[0], list) for run in runs):
                 ids = np.asarray(ids, dtype=np.int64)
             results.append((ids, np.asarray([s for _, s in fused], dtype=np.float32)))
         return results

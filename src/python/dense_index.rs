@@ -45,9 +45,15 @@ fn float32_rows<'py>(
     Ok((array.cast_into::<PyArray2<f32>>()?, single))
 }
 
-fn optional_ids(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+/// Ids given for `rows` rows: `None` means none; a list must have one id per row (so an
+/// empty list is refused for a non-empty matrix rather than read as "no ids").
+fn optional_ids(obj: Option<&Bound<'_, PyAny>>, rows: usize) -> PyResult<Vec<String>> {
     match obj {
-        Some(o) if !o.is_none() => extract_text_list(o, "ids"),
+        Some(o) if !o.is_none() => {
+            let ids = extract_text_list(o, "ids")?;
+            check_ids(&ids, rows).map_err(to_py)?;
+            Ok(ids)
+        }
         _ => Ok(Vec::new()),
     }
 }
@@ -83,15 +89,12 @@ impl PyDenseIndex {
     ) -> PyResult<Self> {
         let metric: DenseMetric = metric.parse().map_err(to_py)?;
         let (vectors, _) = float32_rows(embeddings, "embeddings")?;
-        let ids = optional_ids(ids)?;
         let (n, dim) = (vectors.shape()[0], vectors.shape()[1]);
+        let ids = optional_ids(ids, n)?;
         if dim == 0 {
             return Err(PyValueError::new_err(
                 "embeddings must have at least one dimension",
             ));
-        }
-        if !ids.is_empty() {
-            check_ids(&ids, n).map_err(to_py)?;
         }
         let scales = {
             let rows = vectors.readonly();
@@ -163,7 +166,7 @@ impl PyDenseIndex {
         ids: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let (new, _) = float32_rows(embeddings, "embeddings")?;
-        let ids = optional_ids(ids)?;
+        let ids = optional_ids(ids, new.shape()[0])?;
         let dim = self.dim(py);
         if new.shape()[1] != dim {
             return Err(PyValueError::new_err(format!(
