@@ -10,6 +10,7 @@ mod fusion;
 mod inputs;
 mod metrics;
 mod progress;
+mod reranking;
 
 use pyo3::prelude::*;
 
@@ -23,5 +24,17 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(fusion::reciprocal_rank_fusion, m)?)?;
     m.add_function(wrap_pyfunction!(fusion::weighted_sum_fusion, m)?)?;
+    m.add_class::<reranking::PyCalibrator>()?;
+    m.add_function(wrap_pyfunction!(reranking::normalize_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(reranking::combine_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(reranking::fit_weights, m)?)?;
+    m.add(
+        "suggest_threshold",
+        wrap_pyfunction!(reranking::suggest_threshold_py, m)?,
+    )?;
+    m.add(
+        "expected_calibration_error",
+        wrap_pyfunction!(reranking::expected_calibration_error_py, m)?,
+    )?;
     Ok(())
 }
