@@ -5,11 +5,13 @@
 >>> ce.rank("what is BM25?", ["BM25 is a ranking function", "Paris is in France"])
 """
 
-from crossrank import datasets, evaluation, fusion, metrics, retrieval
-from crossrank._core import BM25, BiEncoder, CrossEncoder, DenseIndex, __version__
+from crossrank import datasets, evaluation, fusion, metrics, reranking, retrieval
+from crossrank._core import BM25, BiEncoder, Calibrator, CrossEncoder, DenseIndex, __version__
+from crossrank.reranking import HybridReranker, MultiStage
 from crossrank.retrieval import DenseRetriever, HybridRetriever
 
 __all__ = [
-    "BM25", "BiEncoder", "CrossEncoder", "DenseIndex", "DenseRetriever", "HybridRetriever",
-    "datasets", "evaluation", "fusion", "metrics", "retrieval", "__version__",
+    "BM25", "BiEncoder", "Calibrator", "CrossEncoder", "DenseIndex", "DenseRetriever", "HybridReranker",
+    "HybridRetriever", "MultiStage", "datasets", "evaluation", "fusion", "metrics", "reranking", "retrieval",
+    "__version__",
 ]
