@@ -4,11 +4,13 @@
 use std::str::FromStr;
 
 use candle_core::Device;
+use tokenizers::Encoding;
 
-use crate::batching::{make_input, run_batched};
+use crate::batching::{make_input, run_batched, CHUNK};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
+use crate::long_document::LongDocument;
 use crate::models::{Checkpoint, InputScheme, ModelConfig, SequenceClassifier};
 use crate::precision::Precision;
 use crate::source::{HubOptions, ModelSource};
@@ -94,6 +96,10 @@ pub struct PredictOptions {
     pub activation: Option<Activation>,
     /// Softmax over the labels after the activation (only when num_labels > 1).
     pub apply_softmax: bool,
+    /// What to do with pairs longer than `max_length`.
+    pub long_document: LongDocument,
+    /// Tokens shared by neighbouring windows (long_document other than truncate).
+    pub stride: usize,
 }
 
 impl Default for PredictOptions {
@@ -103,6 +109,8 @@ impl Default for PredictOptions {
             max_batch_tokens: None,
             activation: None,
             apply_softmax: false,
+            long_document: LongDocument::Truncate,
+            stride: 64,
         }
     }
 }
@@ -217,6 +225,22 @@ impl CrossEncoder {
             .collect())
     }
 
+    /// One batch of encodings through the model: (batch, num_labels) logits.
+    fn forward(&self, batch: &[&Encoding]) -> Result<Vec<f32>> {
+        match &self.engine {
+            Engine::Cpu(model) => model.forward(batch),
+            Engine::Candle {
+                model,
+                scheme,
+                pad_id,
+                device,
+            } => {
+                let input = make_input(batch, *scheme, *pad_id, device)?;
+                Ok(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
+            }
+        }
+    }
+
     /// Raw logits, (n, num_labels), in input order.
     pub fn logits(
         &self,
@@ -233,19 +257,58 @@ impl CrossEncoder {
             max_batch_tokens,
             self.num_labels,
             on_batch,
-            &|batch| match &self.engine {
-                Engine::Cpu(model) => model.forward(batch),
-                Engine::Candle {
-                    model,
-                    scheme,
-                    pad_id,
-                    device,
-                } => {
-                    let input = make_input(batch, *scheme, *pad_id, device)?;
-                    Ok(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
-                }
-            },
+            &|batch| self.forward(batch),
         )?;
+        Ok(Scores {
+            values,
+            num_labels: self.num_labels,
+        })
+    }
+
+    /// Raw logits with long documents split into windows and aggregated per pair
+    /// (`long_document` other than truncate), (n, num_labels), in input order.
+    pub fn window_logits(
+        &self,
+        pairs: &[(&str, &str)],
+        options: &PredictOptions,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Scores> {
+        let mode = options.long_document;
+        if mode == LongDocument::Truncate {
+            return self.logits(
+                pairs,
+                options.batch_size,
+                options.max_batch_tokens,
+                on_batch,
+            );
+        }
+        if options.stride * 2 >= self.max_length() {
+            return Err(Error::invalid(format!(
+                "stride {} must be less than half of max_length ({})",
+                options.stride,
+                self.max_length()
+            )));
+        }
+        let mut values = Vec::with_capacity(pairs.len() * self.num_labels);
+        for chunk in pairs.chunks(CHUNK) {
+            let mut windows = self.tokenizer.encode_pair_windows(chunk, options.stride)?;
+            if mode == LongDocument::First {
+                windows.iter_mut().for_each(|w| w.truncate(1));
+            }
+            let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
+            let flat: Vec<Encoding> = windows.into_iter().flatten().collect();
+            let logits = run_batched(
+                flat.len(),
+                &|range| Ok(flat[range].to_vec()),
+                options.batch_size,
+                options.max_batch_tokens,
+                self.num_labels,
+                &mut |_| {},
+                &|batch| self.forward(batch),
+            )?;
+            values.extend(mode.aggregate(&logits, &counts, self.num_labels));
+            on_batch(chunk.len());
+        }
         Ok(Scores {
             values,
             num_labels: self.num_labels,
@@ -259,12 +322,7 @@ impl CrossEncoder {
         options: &PredictOptions,
         on_batch: &mut dyn FnMut(usize),
     ) -> Result<Scores> {
-        let mut scores = self.logits(
-            pairs,
-            options.batch_size,
-            options.max_batch_tokens,
-            on_batch,
-        )?;
+        let mut scores = self.window_logits(pairs, options, on_batch)?;
         options
             .activation
             .unwrap_or(self.activation)

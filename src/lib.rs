@@ -16,6 +16,7 @@ pub mod fusion;
 pub mod hit;
 pub mod hybrid;
 pub mod index_file;
+pub mod long_document;
 pub mod metrics;
 pub mod models;
 pub mod normalize;

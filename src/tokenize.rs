@@ -7,7 +7,9 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 use crate::error::{Error, Result};
 use crate::models::Family;
@@ -54,6 +56,56 @@ impl TextTokenizer {
                 self.inner
                     .encode_fast((a, b), true)
                     .map_err(|e| Error::Tokenizer(format!("{e} (max_length {})", self.max_length)))
+            })
+            .collect()
+    }
+
+    /// Each pair as overlapping windows over the document (`stride` tokens shared by
+    /// neighbours), each `[CLS] query [SEP] window [SEP]` within `max_length`, as
+    /// transformers' `truncation="only_second", return_overflowing_tokens=True` makes them.
+    /// A pair whose query leaves no room for a window longer than `stride` is one
+    /// longest-first truncated input.
+    ///
+    /// Built here from the query's and the document's tokens: tokenizers 0.23.2's own
+    /// overflow handling for pairs (`encode_fast` and `encode` with `OnlySecond`) returns
+    /// fewer, differently cut windows than transformers does.
+    pub fn encode_pair_windows(
+        &self,
+        pairs: &[(&str, &str)],
+        stride: usize,
+    ) -> Result<Vec<Vec<Encoding>>> {
+        let mut plain = self.inner.clone();
+        plain
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let specials = plain
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
+        let tokenizer_error = |e: tokenizers::Error| {
+            Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
+        };
+        pairs
+            .par_iter()
+            .map(|&(a, b)| {
+                let query = plain.encode(a, false).map_err(tokenizer_error)?;
+                let budget = self.max_length.saturating_sub(specials + query.len());
+                if budget <= stride {
+                    return Ok(vec![self
+                        .inner
+                        .encode_fast((a, b), true)
+                        .map_err(tokenizer_error)?]);
+                }
+                let mut document = plain.encode(b, false).map_err(tokenizer_error)?;
+                document.truncate(budget, stride, TruncationDirection::Right);
+                let rest = document.take_overflowing();
+                std::iter::once(document)
+                    .chain(rest)
+                    .map(|window| {
+                        plain
+                            .post_process(query.clone(), Some(window), true)
+                            .map_err(tokenizer_error)
+                    })
+                    .collect()
             })
             .collect()
     }

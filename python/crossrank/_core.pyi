@@ -1,7 +1,7 @@
 """Type stubs and documentation for the Rust extension ``crossrank._core``."""
 
 from os import PathLike
-from typing import Any, Callable, Literal, Sequence, overload
+from typing import Any, Callable, Literal, Mapping, Sequence, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,16 @@ class CrossEncoder:
             twice as fast on CPUs with AVX-512 VNNI; scores close to float32 but not equal
             (per-query Spearman >= 0.99 with float32 on real candidates; see
             ``benches/RESULTS.md``). CPU only.
+        long_document: pairs longer than ``max_length``. ``"truncate"`` (default, as
+            sentence-transformers): one input cut longest-first. ``"first"``, ``"max"``,
+            ``"mean"``: the document is split into overlapping windows, each scored as
+            ``[CLS] query [SEP] window [SEP]`` (the windows transformers makes with
+            ``truncation="only_second", return_overflowing_tokens=True``), and the pair's
+            logit is the first window's, the best window's or the windows' mean (before
+            the activation). A query that leaves no room for a window longer than
+            ``stride`` tokens is scored as one truncated input.
+        stride: tokens shared by neighbouring windows (default 64); must be less than
+            half of ``max_length``.
 
     Raises:
         FileNotFoundError: the model, or a file it needs, does not exist / cannot be fetched.
@@ -59,7 +69,13 @@ class CrossEncoder:
         local_files_only: bool = False,
         max_batch_tokens: int | None = None,
         precision: Literal["float32", "int8"] = "float32",
+        long_document: Literal["truncate", "first", "max", "mean"] = "truncate",
+        stride: int = 64,
     ) -> None: ...
+    @property
+    def long_document(self) -> Literal["truncate", "first", "max", "mean"]: ...
+    @property
+    def stride(self) -> int: ...
     @overload
     def predict(
         self,
@@ -287,3 +303,58 @@ def reciprocal_rank_fusion(runs: Sequence[Run], k: float = 60.0, weights: Sequen
 
 def weighted_sum_fusion(runs: Sequence[Run], weights: Sequence[float] | None = None) -> dict[Any, float]:
     """``{id: sum_i weights[i] * minmax_i(score)}``, best first. See :mod:`crossrank.fusion`."""
+
+# Re-ranking numerics (used by crossrank.reranking; importable from crossrank.reranking).
+
+Normalization = Literal["minmax", "zscore", "sigmoid", "rank", "none"]
+
+def normalize_scores(scores: Sequence[float], method: Normalization) -> npt.NDArray[np.float64]:
+    """One query's scores for one signal, normalized per query. Raises ``ValueError`` for an
+    unknown method or a NaN/infinite score."""
+
+def combine_signals(
+    names: Sequence[str],
+    values: Sequence[Sequence[float]],
+    weights: Sequence[float],
+    normalizations: Sequence[str],
+    fusion_name: Literal["weighted", "rrf"] = "weighted",
+    k: float = 60.0,
+) -> tuple[npt.NDArray[np.float64], list[npt.NDArray[np.float64]], list[npt.NDArray[np.float64]]]:
+    """``(scores, normalized, contributions)``: per signal (``values[s][doc]``) the
+    normalized values and each one's contribution to the fused score."""
+
+def fit_weights(
+    queries: Sequence[tuple[Sequence[str], Sequence[Sequence[float]], Mapping[str, int]]],
+    metric: str,
+    initial: Sequence[float],
+    normalizations: Sequence[str],
+    fusion_name: Literal["weighted", "rrf"] = "weighted",
+    k: float = 60.0,
+    max_rounds: int = 25,
+    first_step: float = 0.01,
+    num_steps: int = 7,
+) -> dict[str, Any]:
+    """Coordinate ascent (RankLib style) on ``metric`` (e.g. ``"ndcg@10"``) over non-negative
+    weights summing to 1: ``{"weights", "score", "initial_score", "rounds"}``."""
+
+class Calibrator:
+    """Maps scores to probabilities of relevance: ``"temperature"`` (sigmoid(s / T), keeps
+    the score's zero) or ``"platt"`` (sigmoid(a * s + b)), fitted by maximum likelihood."""
+
+    @staticmethod
+    def fit(scores: Sequence[float], labels: Sequence[float], method: Literal["temperature", "platt"] = "temperature") -> Calibrator:
+        """Labels are 0 or 1; both must occur. Raises ``ValueError`` otherwise, or when
+        temperature scaling would need scores that decrease with relevance."""
+    def transform(self, scores: Sequence[float]) -> npt.NDArray[np.float64]: ...
+    @property
+    def method(self) -> Literal["temperature", "platt"]: ...
+    @property
+    def params(self) -> dict[str, float]:
+        """``{"temperature": T}`` or ``{"a": a, "b": b}``."""
+
+def suggest_threshold(scores: Sequence[float], labels: Sequence[float], target: str = "f1") -> dict[str, float]:
+    """``{"threshold", "precision", "recall", "f1"}`` for ``target`` = ``"f1"`` (best F1),
+    ``"precision>=X"`` (lowest threshold reaching precision X) or ``"recall>=X"``."""
+
+def expected_calibration_error(probabilities: Sequence[float], labels: Sequence[float], bins: int = 10) -> float:
+    """Equal-width-bin ECE: sum over bins of |mean probability - fraction relevant| x bin share."""

@@ -18,6 +18,7 @@ use crate::batching::CHUNK;
 use crate::cross_encoder::{
     rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
 };
+use crate::long_document::LongDocument;
 use crate::precision::Precision;
 
 /// An activation given as a name ("sigmoid") or as a torch module (`torch.nn.Sigmoid()`),
@@ -81,6 +82,8 @@ struct InitArgs {
     local_files_only: bool,
     max_batch_tokens: Option<usize>,
     precision: Precision,
+    long_document: LongDocument,
+    stride: usize,
 }
 
 /// A cross-encoder that scores (query, document) pairs; same API as
@@ -131,6 +134,8 @@ impl PyCrossEncoder {
             max_batch_tokens: self.args.max_batch_tokens,
             activation: extract_activation(activation_fn)?,
             apply_softmax,
+            long_document: self.args.long_document,
+            stride: self.args.stride,
         })
     }
 }
@@ -140,7 +145,7 @@ impl PyCrossEncoder {
     #[new]
     #[pyo3(signature = (model_name_or_path, max_length=None, device=None, activation_fn=None,
                         revision=None, cache_folder=None, local_files_only=false, max_batch_tokens=None,
-                        precision=None))]
+                        precision=None, long_document="truncate", stride=64))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -153,7 +158,14 @@ impl PyCrossEncoder {
         local_files_only: bool,
         max_batch_tokens: Option<i64>,
         precision: Option<String>,
+        long_document: &str,
+        stride: i64,
     ) -> PyResult<Self> {
+        if stride < 0 {
+            return Err(PyValueError::new_err(format!(
+                "stride must be >= 0, got {stride}"
+            )));
+        }
         let args = InitArgs {
             model_name_or_path: model_path(model_name_or_path)?,
             max_length: optional_positive(max_length, "max_length")?,
@@ -167,6 +179,8 @@ impl PyCrossEncoder {
                 .as_deref()
                 .map_or(Ok(Precision::Float32), str::parse)
                 .map_err(to_py)?,
+            long_document: long_document.parse().map_err(to_py)?,
+            stride: stride as usize,
         };
         let options = CrossEncoderOptions {
             max_length: args.max_length,
@@ -179,6 +193,13 @@ impl PyCrossEncoder {
         let inner = py
             .detach(|| CrossEncoder::load(&name, &options))
             .map_err(|e| load_error(&name, e))?;
+        if args.long_document != LongDocument::Truncate && args.stride * 2 >= inner.max_length() {
+            return Err(PyValueError::new_err(format!(
+                "stride {} must be less than half of max_length ({})",
+                args.stride,
+                inner.max_length()
+            )));
+        }
         Ok(Self {
             inner: Arc::new(inner),
             args,
@@ -289,6 +310,16 @@ impl PyCrossEncoder {
     }
 
     #[getter]
+    fn long_document(&self) -> &'static str {
+        self.args.long_document.name()
+    }
+
+    #[getter]
+    fn stride(&self) -> usize {
+        self.args.stride
+    }
+
+    #[getter]
     fn max_length(&self) -> usize {
         self.inner.max_length()
     }
@@ -336,6 +367,8 @@ impl PyCrossEncoder {
             a.local_files_only,
             a.max_batch_tokens,
             a.precision.name(),
+            a.long_document.name(),
+            a.stride,
         )
             .into_pyobject(py)?;
         Ok((slf.get_type().into_any(), args))
