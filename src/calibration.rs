@@ -129,8 +129,9 @@ impl Calibration {
                 let (a, _) = newton(scores, &targets, false);
                 if a <= 0.0 {
                     return Err(Error::invalid(
-                        "scores are not higher for relevant examples: temperature scaling needs \
-                         scores that increase with relevance",
+                        "temperature scaling found no positive temperature: it maps score 0 to \
+                         probability 0.5, so it needs logit-like scores (positive for relevant, \
+                         negative for irrelevant); use method=\"platt\" for other scores",
                     ));
                 }
                 Calibration::Temperature {

@@ -315,6 +315,46 @@ impl CrossEncoder {
         })
     }
 
+    /// A duo model's P(a is more relevant to `query` than b) for each `(a, b)`: the input
+    /// is `[CLS] query [SEP] a [SEP] b [SEP]`; the probability is the sigmoid of the logit
+    /// (one label) or the softmax's second label (two labels, as duoBERT checkpoints).
+    /// Of `options` only the batching fields apply.
+    pub fn compare(
+        &self,
+        query: &str,
+        pairs: &[(&str, &str)],
+        options: &PredictOptions,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f64>> {
+        if !matches!(self.num_labels, 1 | 2) {
+            return Err(Error::invalid(format!(
+                "a pairwise comparator needs a model with 1 or 2 labels, this one has {}",
+                self.num_labels
+            )));
+        }
+        let mut probabilities = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(CHUNK) {
+            let inputs = self.tokenizer.encode_duos(query, chunk)?;
+            let logits = run_batched(
+                inputs.len(),
+                &|range| Ok(inputs[range].to_vec()),
+                options.batch_size,
+                options.max_batch_tokens,
+                self.num_labels,
+                &mut |_| {},
+                &|batch| self.forward(batch),
+            )?;
+            probabilities.extend(logits.chunks(self.num_labels).map(|row| match row {
+                [logit] => 1.0 / (1.0 + (-*logit as f64).exp()),
+                // softmax(row)[1] of two labels = sigmoid(l1 - l0)
+                [l0, l1] => 1.0 / (1.0 + ((*l0 - *l1) as f64).exp()),
+                _ => unreachable!("num_labels checked above"),
+            }));
+            on_batch(chunk.len());
+        }
+        Ok(probabilities)
+    }
+
     /// Scores with the activation (and optional softmax) applied, (n, num_labels).
     pub fn predict(
         &self,

@@ -20,6 +20,7 @@ pub mod long_document;
 pub mod metrics;
 pub mod models;
 pub mod normalize;
+pub mod pairwise;
 pub mod precision;
 pub mod similarity;
 pub mod source;

@@ -110,6 +110,56 @@ impl TextTokenizer {
             .collect()
     }
 
+    /// Duo inputs `[CLS] query [SEP] a [SEP] b [SEP]` (with the model's own special
+    /// tokens: `a` and `b` are joined by the separator its pair template puts between two
+    /// texts), within `max_length`. Without truncation this equals the tokenizer's pair
+    /// encoding of `(query, a + " [SEP] " + b)`. When too long, the query is cut to at most
+    /// half of `max_length`, then the longer of `a` and `b` is cut first (longest-first), so
+    /// both documents stay in the input.
+    pub fn encode_duos(&self, query: &str, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
+        let tokenizer_error = |e: tokenizers::Error| {
+            Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
+        };
+        let mut plain = self.inner.clone();
+        plain
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let separator = pair_separator(&plain).map_err(tokenizer_error)?;
+        let specials = plain
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true))
+            + separator.len();
+        let mut query = plain.encode(query, false).map_err(tokenizer_error)?;
+        query.truncate(self.max_length / 2, 0, TruncationDirection::Right);
+        query.take_overflowing();
+        let budget = self
+            .max_length
+            .checked_sub(specials + query.len())
+            .filter(|&b| b >= 2)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "max_length {} leaves no room for two documents",
+                    self.max_length
+                ))
+            })?;
+        pairs
+            .par_iter()
+            .map(|&(a, b)| {
+                let mut a = plain.encode(a, false).map_err(tokenizer_error)?;
+                let mut b = plain.encode(b, false).map_err(tokenizer_error)?;
+                let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
+                for (doc, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
+                    doc.truncate(keep, 0, TruncationDirection::Right);
+                    doc.take_overflowing();
+                }
+                let second = Encoding::merge([a, separator.clone(), b], false);
+                plain
+                    .post_process(query.clone(), Some(second), true)
+                    .map_err(tokenizer_error)
+            })
+            .collect()
+    }
+
     pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
         texts
             .par_iter()
@@ -123,6 +173,48 @@ impl TextTokenizer {
 }
 
 /// `BertTokenizerFast` as transformers builds it from a `vocab.txt`.
+/// The special tokens the tokenizer's pair template puts between the two texts
+/// (`[SEP]` for BERT, `</s></s>` for XLM-RoBERTa), found by post-processing a probe pair
+/// and locating the two texts' tokens in it (sequence ids are not set on every template).
+fn pair_separator(tokenizer: &Tokenizer) -> tokenizers::Result<Encoding> {
+    let first = tokenizer.encode("a", false)?;
+    let second = tokenizer.encode("b", false)?;
+    let (a, b) = (first.get_ids().to_vec(), second.get_ids().to_vec());
+    let probe = tokenizer.post_process(first, Some(second), true)?;
+    let ids = probe.get_ids();
+    let find = |needle: &[u32], from: usize| {
+        (from..=ids.len().saturating_sub(needle.len())).find(|&i| ids[i..].starts_with(needle))
+    };
+    let end_of_first = find(&a, 0).map(|i| i + a.len());
+    let start_of_second = end_of_first.and_then(|end| find(&b, end));
+    let (Some(end), Some(start)) = (end_of_first, start_of_second) else {
+        return Err("cannot find the separator in the tokenizer's pair template".into());
+    };
+    let tokens = (end..start)
+        .map(|i| tokenizers::Token::new(ids[i], probe.get_tokens()[i].clone(), (0, 0)))
+        .collect();
+    Ok(Encoding::from_tokens(tokens, 0))
+}
+
+/// How many tokens of two texts of lengths `a` and `b` to keep within `budget`, cutting
+/// the longer one first, with tokenizers' `LongestFirst` rounding (when both are cut, the
+/// longer one, or `b` on a tie, keeps the odd token).
+fn longest_first(a: usize, b: usize, budget: usize) -> (usize, usize) {
+    let (short, long) = (a.min(b), a.max(b));
+    let (short, long) = if short + long <= budget {
+        (short, long)
+    } else if short <= budget / 2 {
+        (short, budget - short)
+    } else {
+        (budget / 2, budget - budget / 2)
+    };
+    if a > b {
+        (long, short)
+    } else {
+        (short, long)
+    }
+}
+
 fn wordpiece_from_vocab(source: &ModelSource) -> Result<Tokenizer> {
     let vocab_path = source.file("vocab.txt")?.ok_or_else(|| {
         Error::NotFound(format!(

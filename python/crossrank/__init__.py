@@ -7,11 +7,11 @@
 
 from crossrank import datasets, evaluation, fusion, metrics, reranking, retrieval
 from crossrank._core import BM25, BiEncoder, Calibrator, CrossEncoder, DenseIndex, __version__
-from crossrank.reranking import HybridReranker, MultiStage
+from crossrank.reranking import HybridReranker, MultiStage, PairwiseReranker
 from crossrank.retrieval import DenseRetriever, HybridRetriever
 
 __all__ = [
     "BM25", "BiEncoder", "Calibrator", "CrossEncoder", "DenseIndex", "DenseRetriever", "HybridReranker",
-    "HybridRetriever", "MultiStage", "datasets", "evaluation", "fusion", "metrics", "reranking", "retrieval",
+    "HybridRetriever", "MultiStage", "PairwiseReranker", "datasets", "evaluation", "fusion", "metrics", "reranking", "retrieval",
     "__version__",
 ]

@@ -72,6 +72,20 @@ class CrossEncoder:
         long_document: Literal["truncate", "first", "max", "mean"] = "truncate",
         stride: int = 64,
     ) -> None: ...
+    def compare(
+        self,
+        query: str,
+        pairs: Sequence[tuple[str, str]],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """For a duo cross-encoder: P(a is more relevant to ``query`` than b) for each
+        ``(a, b)``. The input is ``[CLS] query [SEP] a [SEP] b [SEP]`` (the model's own
+        special tokens; without truncation exactly the tokenizer's pair encoding of
+        ``(query, a + " [SEP] " + b)``); when it does not fit ``max_length`` the query is cut
+        to half of it, then the longer document first, so both documents stay in. The
+        probability is the sigmoid of the logit (one label) or the second label's softmax
+        (two labels, as duoBERT). Raises ``ValueError`` for a model with more labels."""
     @property
     def long_document(self) -> Literal["truncate", "first", "max", "mean"]: ...
     @property
@@ -358,3 +372,13 @@ def suggest_threshold(scores: Sequence[float], labels: Sequence[float], target: 
 
 def expected_calibration_error(probabilities: Sequence[float], labels: Sequence[float], bins: int = 10) -> float:
     """Equal-width-bin ECE: sum over bins of |mean probability - fraction relevant| x bin share."""
+
+def aggregate_preferences(preferences: npt.NDArray[np.float64], aggregation: Literal["sum", "copeland"] = "sum") -> npt.NDArray[np.float64]:
+    """One score per document from an (n, n) float64 matrix of P(row more relevant than
+    column) (diagonal ignored): ``"sum"`` of each row (duoBERT) or ``"copeland"`` (wins minus
+    losses). Raises ``ValueError`` for a non-square matrix or a value outside [0, 1]."""
+
+def sort_by_preference(n: int, before: Callable[[int, int], bool]) -> tuple[list[int], int]:
+    """``(order, comparisons)``: ``range(n)`` sorted by ``before(a, b)`` ("a goes first")
+    with a stable merge sort (at most n ceil(log2 n) - 2^ceil(log2 n) + 1 calls).
+    Exceptions raised by ``before`` propagate; a non-bool answer raises ``TypeError``."""

@@ -292,6 +292,36 @@ impl PyCrossEncoder {
         Ok(out)
     }
 
+    /// A duo model's P(a more relevant than b) per ``(a, b)`` in ``pairs``: float64 array.
+    #[pyo3(signature = (query, pairs, batch_size=32, show_progress_bar=None))]
+    fn compare<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        pairs: &Bound<'py, PyAny>,
+        batch_size: i64,
+        show_progress_bar: Option<bool>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let options = self.options(batch_size, None, false)?;
+        let query = query_str(query)?;
+        let (pairs, singular) = extract_pairs(pairs)?;
+        if singular {
+            return Err(PyTypeError::new_err(
+                "pairs must be a list of (a, b) document pairs, got a single pair",
+            ));
+        }
+        let borrowed: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let progress = Progress::new(py, show_progress_bar, pairs.len(), "Comparing", "pair")?;
+        let inner = &self.inner;
+        let result =
+            py.detach(|| inner.compare(&query, &borrowed, &options, &mut |n| progress.update(n)));
+        progress.close(py);
+        Ok(PyArray1::from_vec(py, result.map_err(to_py)?))
+    }
+
     /// Token ids of each pair, as the model sees them (after truncation).
     fn tokenize(&self, py: Python<'_>, sentences: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
         let (pairs, _) = extract_pairs(sentences)?;

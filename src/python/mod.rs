@@ -9,6 +9,7 @@ mod errors;
 mod fusion;
 mod inputs;
 mod metrics;
+mod pairwise;
 mod progress;
 mod reranking;
 
@@ -25,6 +26,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fusion::reciprocal_rank_fusion, m)?)?;
     m.add_function(wrap_pyfunction!(fusion::weighted_sum_fusion, m)?)?;
     m.add_class::<reranking::PyCalibrator>()?;
+    m.add_function(wrap_pyfunction!(pairwise::aggregate_preferences, m)?)?;
+    m.add(
+        "sort_by_preference",
+        wrap_pyfunction!(pairwise::sort_by_preference_py, m)?,
+    )?;
     m.add_function(wrap_pyfunction!(reranking::normalize_scores, m)?)?;
     m.add_function(wrap_pyfunction!(reranking::combine_signals, m)?)?;
     m.add_function(wrap_pyfunction!(reranking::fit_weights, m)?)?;
