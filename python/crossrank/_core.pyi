@@ -132,6 +132,11 @@ class CrossEncoder:
     ) -> list[dict[str, int | float | str]]:
         """Documents ranked for ``query``, best first: ``[{"corpus_id": int, "score": float,
         "text": str (if return_documents)}]``. Ties keep input order. Single-label models only."""
+    async def apredict(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`predict` on the running event loop's default executor (the GIL is released
+        while scoring, so the loop keeps serving). ``RuntimeError`` without a running loop."""
+    async def arank(self, *args: Any, **kwargs: Any) -> list[dict[str, int | float | str]]:
+        """:meth:`rank` on the running event loop's default executor."""
     def tokenize(self, sentences: Sequence[Pair]) -> list[list[int]]:
         """Token ids of each pair as the model sees them (``[CLS] q [SEP] d [SEP]``, truncated)."""
     @property
@@ -168,6 +173,8 @@ class BiEncoder:
         max_batch_tokens: int | None = None,
         precision: Literal["float32", "int8"] = "float32",
     ) -> None: ...
+    async def aencode(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`encode` on the running event loop's default executor."""
     def encode(
         self,
         sentences: str | Sequence[str],

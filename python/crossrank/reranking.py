@@ -22,6 +22,8 @@ core; this module composes models and Python callables around them.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -104,6 +106,17 @@ class Reranker:
 
     def __call__(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self.score(query, documents)
+
+    async def arerank(self, query: str, documents: Sequence[str], top_k: int | None = None,
+                      **kwargs: Any) -> Ranking:
+        """``rerank`` on the running event loop's default executor: the loop keeps serving
+        while the models score (they release the GIL)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(self.rerank, query, documents, top_k, **kwargs))
+
+    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """``score`` on the running event loop's default executor."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.score, query, documents)
 
     def _finish(self, head: list[dict], tail: Sequence[int], documents: list[str], top_k: int | None,
                 return_documents: bool, timings: dict[str, float], **tail_fields: Any) -> Ranking:

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
+use super::asyncio::run_in_executor;
 use super::errors::{load_error, to_py};
 use super::inputs::{extract_texts, hub_options, model_path, optional_positive, positive};
 use super::progress::Progress;
@@ -106,6 +107,16 @@ impl PyBiEncoder {
             inner: Arc::new(inner),
             args,
         })
+    }
+
+    /// ``await be.aencode(...)``: :meth:`encode` on the running loop's default executor.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn aencode<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run_in_executor(slf.as_any(), "encode", args, kwargs)
     }
 
     /// Embeds texts: (n, dim) float32; one str -> (dim,).

@@ -8,6 +8,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
+use super::asyncio::run_in_executor;
 use super::errors::{load_error, to_py};
 use super::inputs::{
     checked_pairs, extract_pairs, extract_text_list, hub_options, model_path, optional_positive,
@@ -320,6 +321,26 @@ impl PyCrossEncoder {
             py.detach(|| inner.compare(&query, &borrowed, &options, &mut |n| progress.update(n)));
         progress.close(py);
         Ok(PyArray1::from_vec(py, result.map_err(to_py)?))
+    }
+
+    /// ``await ce.apredict(...)``: :meth:`predict` on the running loop's default executor.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn apredict<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run_in_executor(slf.as_any(), "predict", args, kwargs)
+    }
+
+    /// ``await ce.arank(...)``: :meth:`rank` on the running loop's default executor.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn arank<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run_in_executor(slf.as_any(), "rank", args, kwargs)
     }
 
     /// Token ids of each pair, as the model sees them (after truncation).

@@ -1,6 +1,7 @@
 //! The pyo3 bindings: `crossrank._core`. Thin wrappers over the core types; argument
 //! checking and conversion live here, the work in the core with the GIL released.
 
+mod asyncio;
 mod bi_encoder;
 mod bm25;
 mod cross_encoder;
