@@ -112,7 +112,7 @@ class Reranker:
         """``rerank`` on the running event loop's default executor: the loop keeps serving
         while the models score (they release the GIL)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self.rerank, query, documents, top_k, **kwargs))
+        return await loop.run_in_executor(None, functools.partial(self.rerank, query, documents, top_k=top_k, **kwargs))
 
     async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """``score`` on the running event loop's default executor."""

@@ -12,6 +12,7 @@ use super::asyncio::run_in_executor;
 use super::errors::{load_error, to_py};
 use super::inputs::{extract_texts, hub_options, model_path, optional_positive, positive};
 use super::progress::Progress;
+use super::threads::detach;
 use crate::bi_encoder::{BiEncoder, BiEncoderOptions, Pooling};
 use crate::precision::Precision;
 use crate::similarity::cosine_matrix;
@@ -100,9 +101,8 @@ impl PyBiEncoder {
             hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
         };
         let name = args.model_name_or_path.clone();
-        let inner = py
-            .detach(|| BiEncoder::load(&name, &options))
-            .map_err(|e| load_error(&name, e))?;
+        let inner =
+            detach(py, || BiEncoder::load(&name, &options)).map_err(|e| load_error(&name, e))?;
         Ok(Self {
             inner: Arc::new(inner),
             args,
@@ -137,7 +137,7 @@ impl PyBiEncoder {
         let progress = Progress::new(py, show_progress_bar, borrowed.len(), "Encoding", "text")?;
         let inner = &self.inner;
         let max_tokens = self.args.max_batch_tokens;
-        let result = py.detach(|| {
+        let result = detach(py, || {
             inner.encode(
                 &borrowed,
                 batch_size,
@@ -179,7 +179,7 @@ impl PyBiEncoder {
             )));
         }
         let (n, m) = (a.len() / da.max(1), b.len() / db.max(1));
-        let sims = py.detach(|| cosine_matrix(&a, &b, da)).map_err(to_py)?;
+        let sims = detach(py, || cosine_matrix(&a, &b, da)).map_err(to_py)?;
         Ok(PyArray1::from_vec(py, sims).reshape([n, m])?.into_any())
     }
 
@@ -187,7 +187,7 @@ impl PyBiEncoder {
         let (texts, _) = extract_texts(sentences, "sentences")?;
         let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
         let inner = &self.inner;
-        py.detach(|| inner.tokenize(&borrowed)).map_err(to_py)
+        detach(py, || inner.tokenize(&borrowed)).map_err(to_py)
     }
 
     fn get_sentence_embedding_dimension(&self) -> usize {

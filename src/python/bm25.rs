@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use super::errors::to_py;
 use super::inputs::{extract_text_list, positive, query_str, type_name};
 use super::progress::Progress;
+use super::threads::detach;
 use crate::analyzer::AnalyzerConfig;
 use crate::bm25::{Bm25, Bm25Params};
 use crate::hit::Hit;
@@ -84,15 +85,14 @@ impl PyBm25 {
             stopwords: stopword_list(stopwords)?,
             stemmer,
         };
-        let inner = py
-            .detach(|| {
-                let bm25 = Bm25::new(&corpus, Bm25Params { k1, b }, analyzer)?;
-                match ids {
-                    Some(ids) => bm25.with_ids(ids),
-                    None => Ok(bm25),
-                }
-            })
-            .map_err(to_py)?;
+        let inner = detach(py, || {
+            let bm25 = Bm25::new(&corpus, Bm25Params { k1, b }, analyzer)?;
+            match ids {
+                Some(ids) => bm25.with_ids(ids),
+                None => Ok(bm25),
+            }
+        })
+        .map_err(to_py)?;
         Ok(Self { inner })
     }
 
@@ -110,9 +110,7 @@ impl PyBm25 {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let query = query_str(query)?;
         let top_k = positive(top_k, "top_k")?;
-        let hits = py
-            .detach(|| self.inner.search(&query, top_k))
-            .map_err(to_py)?;
+        let hits = detach(py, || self.inner.search(&query, top_k)).map_err(to_py)?;
         hits_to_py(py, &hits, self.inner.ids())
     }
 
@@ -130,10 +128,7 @@ impl PyBm25 {
         // Chunks keep the bar moving; each chunk runs in parallel.
         let mut results = Vec::with_capacity(queries.len());
         for chunk in queries.chunks(256) {
-            results.extend(
-                py.detach(|| self.inner.search_batch(chunk, top_k))
-                    .map_err(to_py)?,
-            );
+            results.extend(detach(py, || self.inner.search_batch(chunk, top_k)).map_err(to_py)?);
             progress.update(chunk.len());
         }
         progress.close(py);
@@ -152,17 +147,17 @@ impl PyBm25 {
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let query = query_str(query)?;
         let documents = extract_text_list(documents, "documents")?;
-        let scores = py.detach(|| self.inner.score(&query, &documents));
+        let scores = detach(py, || self.inner.score(&query, &documents));
         Ok(PyArray1::from_vec(py, scores))
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| self.inner.save(&path)).map_err(to_py)
+        detach(py, || self.inner.save(&path)).map_err(to_py)
     }
 
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| Bm25::load(&path)).map_err(to_py)?;
+        let inner = detach(py, || Bm25::load(&path)).map_err(to_py)?;
         Ok(Self { inner })
     }
 

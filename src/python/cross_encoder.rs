@@ -15,6 +15,7 @@ use super::inputs::{
     pair_strings, positive, query_str, PyPair,
 };
 use super::progress::Progress;
+use super::threads::detach;
 use crate::batching::CHUNK;
 use crate::cross_encoder::{
     rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
@@ -116,9 +117,10 @@ impl PyCrossEncoder {
                 .map(|(a, b)| (a.as_str(), b.as_str()))
                 .collect();
             let inner = &self.inner;
-            let scores = py
-                .detach(|| inner.predict(&borrowed, options, &mut |n| progress.update(n)))
-                .map_err(to_py)?;
+            let scores = detach(py, || {
+                inner.predict(&borrowed, options, &mut |n| progress.update(n))
+            })
+            .map_err(to_py)?;
             all.values.extend(scores.values);
         }
         Ok(all)
@@ -191,9 +193,8 @@ impl PyCrossEncoder {
             hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
         };
         let name = args.model_name_or_path.clone();
-        let inner = py
-            .detach(|| CrossEncoder::load(&name, &options))
-            .map_err(|e| load_error(&name, e))?;
+        let inner =
+            detach(py, || CrossEncoder::load(&name, &options)).map_err(|e| load_error(&name, e))?;
         if args.long_document != LongDocument::Truncate && args.stride * 2 >= inner.max_length() {
             return Err(PyValueError::new_err(format!(
                 "stride {} must be less than half of max_length ({})",
@@ -317,8 +318,9 @@ impl PyCrossEncoder {
             .collect();
         let progress = Progress::new(py, show_progress_bar, pairs.len(), "Comparing", "pair")?;
         let inner = &self.inner;
-        let result =
-            py.detach(|| inner.compare(&query, &borrowed, &options, &mut |n| progress.update(n)));
+        let result = detach(py, || {
+            inner.compare(&query, &borrowed, &options, &mut |n| progress.update(n))
+        });
         progress.close(py);
         Ok(PyArray1::from_vec(py, result.map_err(to_py)?))
     }
@@ -351,7 +353,7 @@ impl PyCrossEncoder {
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
         let inner = &self.inner;
-        py.detach(|| inner.tokenize(&borrowed)).map_err(to_py)
+        detach(py, || inner.tokenize(&borrowed)).map_err(to_py)
     }
 
     /// "float32" (exact, the default) or "int8".

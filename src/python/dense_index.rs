@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyTuple};
 use super::bm25::hits_to_py;
 use super::errors::to_py;
 use super::inputs::{extract_text_list, positive, type_name};
+use super::threads::detach;
 use crate::dense_index::{row_scales, DenseIndex, DenseMetric, DenseView};
 use crate::hit::check_ids;
 
@@ -145,7 +146,7 @@ impl PyDenseIndex {
         if view.is_empty() {
             return Err(PyValueError::new_err("the index is empty"));
         }
-        let results = py.detach(|| view.search(queries, top_k)).map_err(to_py)?;
+        let results = detach(py, || view.search(queries, top_k)).map_err(to_py)?;
         let tuples = results
             .iter()
             .map(|hits| hits_to_py(py, hits, self.id_list()))
@@ -199,13 +200,15 @@ impl PyDenseIndex {
         let rows = self.vectors.bind(py).readonly();
         let slice = rows.as_slice()?;
         let dim = self.dim(py);
-        py.detach(|| DenseIndex::save_parts(&path, slice, dim, self.metric, &self.ids))
-            .map_err(to_py)
+        detach(py, || {
+            DenseIndex::save_parts(&path, slice, dim, self.metric, &self.ids)
+        })
+        .map_err(to_py)
     }
 
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let index = py.detach(|| DenseIndex::load(&path)).map_err(to_py)?;
+        let index = detach(py, || DenseIndex::load(&path)).map_err(to_py)?;
         let n = index.len();
         let (vectors, dim, metric, ids) = index.into_parts();
         let scales = row_scales(&vectors, dim, metric);

@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyString};
 
 use super::errors::to_py;
 use super::inputs::type_name;
+use super::threads::detach;
 use crate::metrics::{self, Metric, Qrels, Run};
 
 /// A dict `{qid: {docid: value}}`, or the path of a TREC file read by `read_file`.
@@ -63,9 +64,7 @@ pub fn evaluate<'py>(
         .map_err(to_py)?;
     let qrels: Qrels = table(qrels, "qrels", metrics::read_trec_qrels)?;
     let run: Run = table(run, "run", metrics::read_trec_run)?;
-    let values = py
-        .detach(|| metrics::evaluate(&qrels, &run, &parsed))
-        .map_err(to_py)?;
+    let values = detach(py, || metrics::evaluate(&qrels, &run, &parsed)).map_err(to_py)?;
     let out = PyDict::new(py);
     for (name, per_qid) in names.iter().zip(values) {
         if per_query {

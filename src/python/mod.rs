@@ -13,6 +13,7 @@ mod metrics;
 mod pairwise;
 mod progress;
 mod reranking;
+mod threads;
 
 use pyo3::prelude::*;
 

@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::errors::to_py;
 use super::inputs::positive;
+use super::threads::detach;
 use crate::calibration::{
     expected_calibration_error, suggest_threshold, Calibration, Method, ThresholdTarget,
 };
@@ -168,9 +169,10 @@ pub fn fit_weights<'py>(
             })
         })
         .collect::<PyResult<Vec<_>>>()?;
-    let result = py
-        .detach(|| coordinate_ascent(&training, &metric, &initial, options))
-        .map_err(to_py)?;
+    let result = detach(py, || {
+        coordinate_ascent(&training, &metric, &initial, options)
+    })
+    .map_err(to_py)?;
     let out = PyDict::new(py);
     out.set_item("weights", result.weights)?;
     out.set_item("score", result.score)?;
