@@ -241,6 +241,19 @@ impl CrossEncoder {
         }
     }
 
+    /// Logits of already tokenized inputs, batched as `options` says, in input order.
+    fn forward_encodings(&self, inputs: &[Encoding], options: &PredictOptions) -> Result<Vec<f32>> {
+        run_batched(
+            inputs.len(),
+            &|range| Ok(inputs[range].to_vec()),
+            options.batch_size,
+            options.max_batch_tokens,
+            self.num_labels,
+            &mut |_| {},
+            &|batch| self.forward(batch),
+        )
+    }
+
     /// Raw logits, (n, num_labels), in input order.
     pub fn logits(
         &self,
@@ -297,15 +310,7 @@ impl CrossEncoder {
             }
             let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
             let flat: Vec<Encoding> = windows.into_iter().flatten().collect();
-            let logits = run_batched(
-                flat.len(),
-                &|range| Ok(flat[range].to_vec()),
-                options.batch_size,
-                options.max_batch_tokens,
-                self.num_labels,
-                &mut |_| {},
-                &|batch| self.forward(batch),
-            )?;
+            let logits = self.forward_encodings(&flat, options)?;
             values.extend(mode.aggregate(&logits, &counts, self.num_labels));
             on_batch(chunk.len());
         }
@@ -335,15 +340,7 @@ impl CrossEncoder {
         let mut probabilities = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(CHUNK) {
             let inputs = self.tokenizer.encode_duos(query, chunk)?;
-            let logits = run_batched(
-                inputs.len(),
-                &|range| Ok(inputs[range].to_vec()),
-                options.batch_size,
-                options.max_batch_tokens,
-                self.num_labels,
-                &mut |_| {},
-                &|batch| self.forward(batch),
-            )?;
+            let logits = self.forward_encodings(&inputs, options)?;
             probabilities.extend(logits.chunks(self.num_labels).map(|row| match row {
                 [logit] => 1.0 / (1.0 + (-*logit as f64).exp()),
                 // softmax(row)[1] of two labels = sigmoid(l1 - l0)

@@ -147,9 +147,16 @@ class Reranker:
         top_k = _optional_count(top_k, "top_k")
         head = documents if self.rerank_top_n is None else documents[: self.rerank_top_n]
         start = time.perf_counter()
-        scores = _finite_scores(self.score(query, head), len(head), type(self).__name__) if head else np.zeros(0)
-        return self._ranked(documents, scores, None, top_k, return_documents,
-                            {type(self).__name__: time.perf_counter() - start})
+        scores, info = self._score_head(query, head) if head else (np.zeros(0), {})
+        ranking = self._ranked(documents, _finite_scores(scores, len(head), type(self).__name__), None, top_k,
+                               return_documents, {type(self).__name__: time.perf_counter() - start})
+        for name, value in info.items():
+            setattr(ranking, name, value)
+        return ranking
+
+    def _score_head(self, query: str, head: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Scores of the documents to re-rank, and attributes to set on the Ranking."""
+        return self.score(query, head), {}
 
 
 class _ModelReranker(Reranker):
@@ -650,17 +657,9 @@ class PairwiseReranker(Reranker):
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self._scores(query, list(documents))[0]
 
-    def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None,
-               return_documents: bool = False) -> Ranking:
-        documents = _check_query_documents(query, documents)
-        top_k = _optional_count(top_k, "top_k")
-        head = documents if self.rerank_top_n is None else documents[: self.rerank_top_n]
-        start = time.perf_counter()
+    def _score_head(self, query: str, head: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
         scores, comparisons = self._scores(query, head)
-        ranking = self._ranked(documents, scores, None, top_k, return_documents,
-                               {"PairwiseReranker": time.perf_counter() - start})
-        ranking.comparisons = comparisons
-        return ranking
+        return scores, {"comparisons": comparisons}
 
     def __repr__(self) -> str:
         return (f"PairwiseReranker({_label(self.comparator)}, method={self.method!r}, "
