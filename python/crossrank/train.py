@@ -1,0 +1,175 @@
+"""Fine-tune a cross-encoder on domain data, in crossrank's Rust core (candle autograd; no
+PyTorch needed). The result is a standard Hugging Face ``BertForSequenceClassification``
+checkpoint that loads in transformers / sentence-transformers and in crossrank.
+
+>>> from crossrank.datasets import load_beir
+>>> from crossrank.training_data import split_queries
+>>> from crossrank.train import CrossEncoderTrainer
+>>> train, test = split_queries(load_beir("../shared/data/cranfield"), n_train=150, seed=0)
+>>> tr = CrossEncoderTrainer(base="sentence-transformers/all-MiniLM-L6-v2", max_length=256)
+>>> history = tr.fit(train, eval_dataset=test, hard_negatives="bm25", negatives_per_query=4)
+>>> tr.save("cranfield-cross-encoder")
+
+Training follows sentence-transformers' ``CrossEncoder.fit`` / transformers' Trainer:
+AdamW (weight decay on all but biases and LayerNorm weights), linear warmup then linear
+decay, gradient clipping at ``max_grad_norm``, examples shuffled per epoch with ``seed``.
+Deterministic for a seed: the new head is seeded and there is no dropout (the forward
+pass is the model's inference pass).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from crossrank._core import BiEncoder, CrossEncoder
+from crossrank._core import Trainer as _Trainer
+from crossrank.datasets import Dataset
+from crossrank.training_data import TrainingExamples, check_pairs, mine_examples
+
+__all__ = ["CrossEncoderTrainer", "EpochReport"]
+
+
+@dataclass
+class EpochReport:
+    """What one epoch did: mean training loss, steps, seconds, and (with an eval dataset)
+    the harness's metrics of BM25 -> this cross-encoder on it."""
+
+    epoch: int
+    steps: int
+    loss: float
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class CrossEncoderTrainer:
+    """Fine-tunes a BERT cross-encoder (or a bare BERT encoder, which gets a new seeded
+    classification head) with binary cross-entropy on labelled pairs (``loss="bce"``) or a
+    listwise softmax over a positive and its negatives (``loss="listwise"``).
+
+    Args:
+        base: a local directory or hub id of a ``BertForSequenceClassification`` or a BERT
+            encoder (e.g. ``sentence-transformers/all-MiniLM-L6-v2``).
+        num_labels: output labels (1 for a relevance score).
+        max_length: tokens per (query, document) input.
+        learning_rate, batch_size, epochs, warmup_ratio, weight_decay, max_grad_norm:
+            as transformers' ``TrainingArguments``.
+        seed: seeds the new head, the shuffling and the negative mining.
+        loss: ``"bce"`` or ``"listwise"``.
+        show_progress_bar: a tqdm bar per epoch with the running loss (default: on when
+            the output is a terminal).
+    """
+
+    def __init__(self, base: str | PathLike[str], num_labels: int = 1, max_length: int = 256,
+                 learning_rate: float = 2e-5, batch_size: int = 16, epochs: int = 1, warmup_ratio: float = 0.1,
+                 weight_decay: float = 0.01, max_grad_norm: float | None = 1.0, seed: int = 0,
+                 loss: Literal["bce", "listwise"] = "bce", show_progress_bar: bool | None = None,
+                 local_files_only: bool = False) -> None:
+        if loss not in ("bce", "listwise"):
+            raise ValueError(f'loss must be "bce" or "listwise", got {loss!r}')
+        for name, value in (("num_labels", num_labels), ("max_length", max_length), ("batch_size", batch_size),
+                            ("epochs", epochs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.base = str(base)
+        self.options = dict(num_labels=num_labels, max_length=max_length, learning_rate=learning_rate,
+                            batch_size=batch_size, epochs=epochs, warmup_ratio=warmup_ratio,
+                            weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed, loss=loss,
+                            local_files_only=local_files_only)
+        self.seed, self.loss, self.show_progress_bar = seed, loss, show_progress_bar
+        self.trainer: _Trainer | None = None
+        self.history: list[EpochReport] = []
+
+    def fit(self, train_examples: Dataset | TrainingExamples | Sequence[tuple], eval_dataset: Dataset | None = None,
+            hard_negatives: Literal["bm25", "dense"] | None = "bm25", negatives_per_query: int = 4,
+            bi_encoder: BiEncoder | None = None, eval_metrics: Sequence[str] = ("ndcg@10", "mrr@10", "map@100"),
+            eval_depth: int = 100) -> list[EpochReport]:
+        """Train on ``train_examples``: a :class:`~crossrank.datasets.Dataset` (positives from
+        its qrels, ``negatives_per_query`` hard negatives mined with ``hard_negatives``), a
+        :class:`~crossrank.training_data.TrainingExamples`, a list of ``(query, document,
+        label)`` triples (``loss="bce"``) or of ``(query, positive, [negatives])`` groups
+        (``loss="listwise"``). After each epoch, with ``eval_dataset``, re-ranks its BM25
+        top ``eval_depth`` with the model and records ``eval_metrics``. Returns the epoch
+        reports (also in ``self.history``)."""
+        examples = self._examples(train_examples, hard_negatives, negatives_per_query, bi_encoder)
+        self.trainer = _Trainer(self.base, len(examples), **self.options)
+        batch_size, rng = self.options["batch_size"], random.Random(self.seed)
+        self.history = []
+        for epoch in range(self.options["epochs"]):
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+            start, losses = time.perf_counter(), []
+            bar = _progress(self.show_progress_bar, math.ceil(len(order) / batch_size), f"Epoch {epoch + 1}")
+            for at in range(0, len(order), batch_size):
+                batch = [examples[i] for i in order[at: at + batch_size]]
+                if self.loss == "bce":
+                    stats = self.trainer.train_step_pairs([(q, d) for q, d, _ in batch], [y for *_, y in batch])
+                else:
+                    stats = self.trainer.train_step_groups([(q, [p, *negs]) for q, p, negs in batch])
+                losses.append(stats["loss"])
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
+            if bar is not None:
+                bar.close()
+            report = EpochReport(epoch + 1, len(losses), sum(losses) / len(losses), time.perf_counter() - start)
+            if eval_dataset is not None:
+                report.metrics = self.evaluate(eval_dataset, eval_metrics, eval_depth)
+            self.history.append(report)
+        return self.history
+
+    def evaluate(self, dataset: Dataset, metrics: Sequence[str] = ("ndcg@10",), depth: int = 100) -> dict[str, float]:
+        """BM25 top ``depth`` re-ranked by the model as it is now, measured on ``dataset``."""
+        from crossrank.evaluation import BM25Stage, RerankStage, evaluate
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save(Path(tmp) / "model")
+            model = CrossEncoder(Path(tmp) / "model", max_length=self.options["max_length"])
+        result = evaluate([BM25Stage(), RerankStage(model, name="cross-encoder", input="bm25")], dataset,
+                          metrics=list(metrics), depth=depth)
+        return dict(result.stages[-1].metrics)
+
+    def save(self, path: str | PathLike[str], overwrite: bool = False) -> None:
+        """A Hugging Face checkpoint directory (model.safetensors, config.json, tokenizer
+        files). Refuses an existing directory unless ``overwrite``; never half-written."""
+        if self.trainer is None:
+            raise ValueError("nothing to save: call fit() first")
+        self.trainer.save(Path(path), overwrite)
+
+    def _examples(self, data: Any, hard_negatives: Any, negatives_per_query: int,
+                  bi_encoder: BiEncoder | None) -> list[tuple]:
+        if isinstance(data, Dataset):
+            data = mine_examples(data, hard_negatives=hard_negatives, negatives_per_query=negatives_per_query,
+                                 bi_encoder=bi_encoder, seed=self.seed)
+        if isinstance(data, TrainingExamples):
+            data = data.pairs() if self.loss == "bce" else data.groups()
+        data = list(data)
+        if self.loss == "bce":
+            return check_pairs(data)
+        for i, group in enumerate(data):
+            if not (isinstance(group, (tuple, list)) and len(group) == 3 and isinstance(group[2], (list, tuple))):
+                raise TypeError(f"example {i} must be a (query, positive, [negatives]) group for the listwise loss")
+            if not group[2]:
+                raise ValueError(f"example {i} has no negatives: the listwise loss needs at least one")
+            check_pairs([(group[0], group[1], 1.0)] + [(group[0], n, 0.0) for n in group[2]])
+        if not data:
+            raise ValueError("no training examples")
+        return data
+
+
+def _progress(show: bool | None, total: int, desc: str):
+    import sys
+
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step")
