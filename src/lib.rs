@@ -25,6 +25,7 @@ pub mod precision;
 pub mod similarity;
 pub mod source;
 pub mod tokenize;
+pub mod train;
 pub mod weights;
 
 #[cfg(feature = "python")]
