@@ -34,8 +34,10 @@ demo: build fixtures
 demo-all: build fixtures
 	CE_MODEL="$(CE_MODEL)" $(PY) scripts/demo.py --all --write-results benches/RESULTS.md
 
-test-rust:
-	cargo test --release -q
+# The training parity test (tests/train_parity.rs) runs scripts/train_reference.py with
+# the venv's PyTorch on the model fixtures.
+test-rust: $(VENV)/.test-deps fixtures
+	CROSSRANK_PYTHON=$(abspath $(PY)) cargo test --release -q
 
 test-python: $(VENV)/.test-deps build fixtures
 	$(PY) -m pytest -q tests

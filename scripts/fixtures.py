@@ -219,5 +219,6 @@ def ensure_default_fixtures() -> tuple[Path, Path]:
 
 
 if __name__ == "__main__":
-    for path in ensure_default_fixtures():
+    # tinybert: the fast fixture of the training parity test (tests/train_parity.rs).
+    for path in (*ensure_default_fixtures(), ensure_tinybert()):
         print(path)

@@ -8,8 +8,8 @@
 //!
 //! Needs the fixtures (`python scripts/fixtures.py`; `CROSSRANK_MODELS`, default
 //! `.cache/models`) and a Python with torch, transformers and safetensors
-//! (`CROSSRANK_PYTHON`, default `python3`). Without them the tests say SKIPPED and pass,
-//! unless `CROSSRANK_REQUIRE_PARITY=1`, where they fail.
+//! (`CROSSRANK_PYTHON`, default `python3`); without them the tests fail and say what is
+//! missing (`make test` provides both).
 //!
 //! Errors are norm-relative per tensor: ||rust - torch|| / ||torch||, 1e-5 for losses,
 //! gradients and weights. Exceptions, with their own checks:
@@ -76,15 +76,14 @@ fn fixture(name: &str) -> Option<PathBuf> {
             )
         })
     };
+    // A skipped parity test would pass while proving nothing: fail instead. `make test`
+    // provides both (`cargo test --lib` runs the unit tests without them).
     match reason {
         None => Some(dir),
-        Some(why) if std::env::var("CROSSRANK_REQUIRE_PARITY").as_deref() == Ok("1") => {
-            panic!("parity test cannot run: {why}")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED (set CROSSRANK_PYTHON / CROSSRANK_MODELS): {why}");
-            None
-        }
+        Some(why) => panic!(
+            "parity test cannot run: {why} (run `make fixtures` and set CROSSRANK_PYTHON to a \
+             Python with torch, transformers and safetensors, e.g. .venv/bin/python)"
+        ),
     }
 }
 

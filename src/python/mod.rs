@@ -14,6 +14,7 @@ mod pairwise;
 mod progress;
 mod reranking;
 mod threads;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -28,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fusion::reciprocal_rank_fusion, m)?)?;
     m.add_function(wrap_pyfunction!(fusion::weighted_sum_fusion, m)?)?;
     m.add_class::<reranking::PyCalibrator>()?;
+    m.add_class::<train::PyTrainer>()?;
     m.add_function(wrap_pyfunction!(pairwise::aggregate_preferences, m)?)?;
     m.add(
         "sort_by_preference",
