@@ -389,3 +389,39 @@ def sort_by_preference(n: int, before: Callable[[int, int], bool]) -> tuple[list
     """``(order, comparisons)``: ``range(n)`` sorted by ``before(a, b)`` ("a goes first")
     with a stable merge sort (at most n ceil(log2 n) - 2^ceil(log2 n) + 1 calls).
     Exceptions raised by ``before`` propagate; a non-bool answer raises ``TypeError``."""
+
+class Trainer:
+    """The training core behind :class:`crossrank.train.CrossEncoderTrainer` (use that):
+    one optimizer step per call, with the schedule sized for ``num_examples`` examples."""
+
+    def __init__(
+        self,
+        base: str | PathLike[str],
+        num_examples: int,
+        num_labels: int | None = None,
+        max_length: int | None = None,
+        learning_rate: float = 2e-5,
+        batch_size: int = 16,
+        epochs: int = 1,
+        warmup_ratio: float = 0.1,
+        weight_decay: float = 0.01,
+        max_grad_norm: float | None = 1.0,
+        seed: int = 0,
+        loss: Literal["bce", "listwise"] = "bce",
+        revision: str | None = None,
+        cache_folder: str | PathLike[str] | None = None,
+        local_files_only: bool = False,
+    ) -> None: ...
+    def train_step_pairs(self, pairs: Sequence[tuple[str, str]], labels: Sequence[float]) -> dict[str, float]:
+        """One step of binary cross-entropy: ``{"loss", "grad_norm", "learning_rate"}``."""
+    def train_step_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> dict[str, float]:
+        """One step of the listwise softmax loss over ``(query, [positive, negatives...])``."""
+    def logits(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]: ...
+    def save(self, path: str | PathLike[str], overwrite: bool = False) -> None:
+        """A Hugging Face checkpoint directory; ``ValueError`` if it exists and not ``overwrite``."""
+    @property
+    def steps_done(self) -> int: ...
+    @property
+    def max_length(self) -> int: ...
+    @property
+    def num_labels(self) -> int: ...
