@@ -41,7 +41,8 @@ def test_positives_are_the_judged_relevant_and_negatives_are_not(cranfield_data,
         if query not in examples.queries:
             continue
         k = examples.queries.index(query)
-        relevant = {train.text(d) for d, rel in train.qrels[qid].items() if rel >= 1}
+        relevant = {train.text(d) for d, rel in train.qrels[qid].items() if rel >= 1 and train.text(d).strip()}
+        assert "" not in examples.negatives[k], "empty documents are left out"
         assert set(examples.positives[k]) == relevant
         assert len(examples.negatives[k]) == 5 and not set(examples.negatives[k]) & relevant
         if method == "bm25":  # hard: from BM25's top 20

@@ -74,8 +74,9 @@ def mine_examples(data: Dataset, hard_negatives: Literal["bm25", "dense"] | None
     """Positives = documents judged ``>= min_relevance``; negatives = ``negatives_per_query``
     documents drawn (seeded) from the first stage's top ``depth`` that are not judged
     relevant (hard negatives), or from the whole corpus when ``hard_negatives=None``
-    (random negatives). ``"dense"`` needs ``bi_encoder``. Queries without a positive are
-    skipped and counted in ``skipped_queries``; none left raises ``ValueError``."""
+    (random negatives). ``"dense"`` needs ``bi_encoder``. Documents with empty text are
+    left out (some collections have them; they teach nothing). Queries without a positive
+    are skipped and counted in ``skipped_queries``; none left raises ``ValueError``."""
     if hard_negatives not in ("bm25", "dense", None):
         raise ValueError(f'hard_negatives must be "bm25", "dense" or None, got {hard_negatives!r}')
     if isinstance(negatives_per_query, bool) or not isinstance(negatives_per_query, int) or negatives_per_query < 0:
@@ -90,12 +91,13 @@ def mine_examples(data: Dataset, hard_negatives: Literal["bm25", "dense"] | None
     examples = TrainingExamples()
     for qid in qids:
         judged = data.qrels.get(qid, {})
-        relevant = [d for d, rel in sorted(judged.items()) if rel >= min_relevance and d in data._text_of]
+        relevant = [d for d, rel in sorted(judged.items())
+                    if rel >= min_relevance and data._text_of.get(d, "").strip()]
         if not relevant:
             examples.skipped_queries += 1
             continue
         pool = [d for d in (candidates[qid] if candidates else data.doc_ids)
-                if judged.get(d, 0) < min_relevance]
+                if judged.get(d, 0) < min_relevance and data._text_of[d].strip()]
         chosen = rng.sample(pool, min(negatives_per_query, len(pool)))
         examples.queries.append(data.queries[qid])
         examples.positives.append([data.text(d) for d in relevant])
