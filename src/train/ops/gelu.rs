@@ -1,0 +1,133 @@
+//! GELU (the erf form, transformers' `"gelu"`), differentiable in one pass each way.
+//!
+//! candle's `gelu_erf` has a backward, but built from ten ops over the (tokens,
+//! intermediate) activations, the largest of the layer; this one recomputes the erf once.
+
+use candle_core::cpu::erf::erf_f32;
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{contiguous_f32, fast_path, with_values};
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(&[x]) {
+        x.apply_op1(GeluErf)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "crossrank-train-gelu-erf"
+    }
+
+    /// Exactly candle's (and so the inference model's) f32 `gelu_erf`.
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(out, x)| {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = (erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v;
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    /// `dx = dy * (cdf(x) + x * pdf(x))`, in PyTorch's f32 formula.
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        const ALPHA: f32 = std::f32::consts::FRAC_1_SQRT_2;
+        // 1 / sqrt(2 pi), as PyTorch's M_2_SQRTPI * M_SQRT1_2 * 0.5.
+        const BETA: f32 = std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2 * 0.5;
+        let dx = with_values(arg, self.name(), |x| {
+            with_values(grad_res, self.name(), |dy| {
+                let mut dx = vec![0f32; x.len()];
+                dx.par_chunks_mut(CHUNK)
+                    .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+                    .for_each(|(dx, (x, dy))| {
+                        for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                            let cdf = 0.5 * (1.0 + erf_f32(v * ALPHA));
+                            let pdf = BETA * (v * v * -0.5).exp();
+                            *d = g * (cdf + v * pdf);
+                        }
+                    });
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{rel, values};
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn matches_candle_forward_and_backward() {
+        let dev = Device::Cpu;
+        let x = Var::from_vec(values(3 * 40_000, 1, 2.0), (3, 40_000), &dev).unwrap();
+        let probe = Tensor::from_vec(values(3 * 40_000, 2, 1.0), (3, 40_000), &dev).unwrap();
+        let fast = gelu_erf(x.as_tensor()).unwrap();
+        let slow = x.as_tensor().gelu_erf().unwrap();
+        assert_eq!(
+            fast.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            slow.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        let g_fast = (&fast * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_slow = (&slow * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (a, b) = (g_fast.get(&x).unwrap(), g_slow.get(&x).unwrap());
+        // candle's backward rounds 1/sqrt(2 pi) to 0.398942.
+        assert!(rel(a, b) < 2e-6, "{}", rel(a, b));
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let gelu = |v: f64| v * 0.5 * (1.0 + erf64(v / std::f64::consts::SQRT_2));
+        let xs = [-3.0f32, -1.2, -0.3, 0.0, 0.4, 1.7, 5.0];
+        let x = Var::from_slice(&xs, xs.len(), &Device::Cpu).unwrap();
+        let g = gelu_erf(x.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g = g.get(&x).unwrap().to_vec1::<f32>().unwrap();
+        for (i, &v) in xs.iter().enumerate() {
+            let h = 1e-4;
+            let fd = (gelu(v as f64 + h) - gelu(v as f64 - h)) / (2.0 * h);
+            assert!((fd - g[i] as f64).abs() < 1e-5, "{v}: {fd} vs {}", g[i]);
+        }
+    }
+
+    fn erf64(x: f64) -> f64 {
+        candle_core::cpu::erf::erf_f64(x)
+    }
+}
