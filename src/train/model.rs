@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::models::bert::{cls_token, Config, EncoderInput, HiddenAct};
 use crate::models::{Checkpoint, Family};
 use crate::train::init::NormalRng;
-use crate::train::ops::{attention_softmax, dense, gelu_erf, layer_norm};
+use crate::train::ops::{attention, dense, gelu_erf, layer_norm};
 
 /// `x @ weight^T + bias` over the last dimension.
 struct Dense {
@@ -91,18 +91,14 @@ struct Layer {
 
 impl Layer {
     fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
-        let (b, l, h) = x.dims3()?;
-        let heads = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((b, l, self.num_heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let q = heads(self.query.forward(x)?)?;
-        let k = heads(self.key.forward(x)?)?;
-        let v = heads(self.value.forward(x)?)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let probs = attention_softmax(&q.matmul(&k.t()?)?, mask_bias, scale)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+        let context = attention(
+            &self.query.forward(x)?,
+            &self.key.forward(x)?,
+            &self.value.forward(x)?,
+            mask_bias,
+            self.num_heads,
+            1.0 / (self.head_dim as f64).sqrt(),
+        )?;
         let x = self
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;

@@ -5,25 +5,27 @@
 //!   module uses on contiguous inputs) and `ops::softmax_last_dim` are applied with
 //!   `apply_op*_no_bwd`. Their outputs carry no op, so a backward pass silently gives no
 //!   gradient to anything before them. The inference model keeps them (they are its fast
-//!   path); training uses `layer_norm` and `attention_softmax` from here.
-//! * Dense layers and GELU: candle differentiates `x.matmul(w.t()) + b` and `gelu_erf`, but
-//!   op by op. Its backward pass allocates a zero tensor and adds into it for every input
-//!   of every op, so each small op costs several passes over activations; fused ops with
-//!   a hand-written backward are one node each (and about halve the step time).
+//!   path); training uses `layer_norm` and `attention` (whose softmax is part of it) from
+//!   here.
+//! * Dense layers, GELU and the rest of attention: candle differentiates
+//!   `x.matmul(w.t()) + b`, `gelu_erf`, head reshapes and batched matmuls, but op by op.
+//!   Its backward pass allocates a zero tensor and adds into it for every input of every
+//!   op, so each small op costs several passes over activations; fused ops with a
+//!   hand-written backward are one node each (together they more than halve the step).
 //!
 //! Each op runs a custom op with an explicit backward on the CPU for contiguous f32
 //! inputs, and otherwise (another device or dtype) falls back to the composite of
 //! primitive ops that candle differentiates itself, which the tests compare it with.
 
+mod attention;
 mod dense;
 mod gelu;
 mod layer_norm;
-mod softmax;
 
+pub use attention::attention;
 pub use dense::dense;
 pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
-pub use softmax::attention_softmax;
 
 use candle_core::{backend::BackendStorage, CpuStorage, DType, Layout, Storage, Tensor};
 
