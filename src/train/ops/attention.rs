@@ -3,15 +3,22 @@
 //!
 //! As separate candle ops (head split, transpose, matmul, softmax, matmul, head merge)
 //! the backward pass makes about a dozen nodes, each adding into a fresh zero tensor, three
-//! of them the size of the (batch, heads, tokens, tokens) scores. Here the forward runs the
-//! same products on detached inputs and keeps the probabilities (as PyTorch's autograd
-//! saves them), and the backward is the four products attention needs and the softmax
-//! backward.
+//! of them the size of the (batch, heads, tokens, tokens) scores, and candle runs each
+//! head's small product as its own multi-threaded GEMM. Here each (sequence, head) is one
+//! task: single-threaded GEMMs read the head's columns of q, k and v in place, and the
+//! tasks run in parallel. The forward keeps the probabilities for the backward (as
+//! PyTorch's autograd saves them).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, D};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, fast_path, last_dim, with_values};
+use super::{contiguous_f32, fast_path, with_values};
+use crate::fast::gemm::{matmul, Mat, MatMut, B};
+
+/// A mask value at or below this marks a padded key (the model adds f32::MIN).
+const MASKED: f32 = f32::MIN / 2.0;
 
 /// `q`, `k`, `v`: (batch, tokens, hidden) projections; `mask`: (batch, 1, 1, tokens), added
 /// to the scaled scores (0 for tokens, a large negative number for padding; it gets no
@@ -37,44 +44,52 @@ pub fn attention(
     if num_heads == 0 || h % num_heads != 0 {
         candle_core::bail!("attention: {h} values do not split into {num_heads} heads");
     }
-    let split = Heads {
+    let shape = Heads {
         b,
         l,
         heads: num_heads,
         dim: h / num_heads,
     };
-    if !fast_path(&[q, k, v, mask]) {
-        // The composite, which candle differentiates op by op.
-        let scores = (split.split(q)?.matmul(&split.split(k)?.t()?)? * scale)?;
-        let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
-        return split.merge(&probs.matmul(&split.split(v)?)?);
+    if fast_path(&[q, k, v, mask]) {
+        let mask = with_values(mask, "attention", |m| m.to_vec())?;
+        q.apply_op3(
+            k,
+            v,
+            Attention {
+                shape,
+                scale: scale as f32,
+                mask,
+                probs: Mutex::new(Vec::new()),
+            },
+        )
+    } else {
+        composite(q, k, v, mask, shape, scale)
     }
-    let (qh, kh, vh) = (
-        split.split(&q.detach())?,
-        split.split(&k.detach())?,
-        split.split(&v.detach())?,
-    );
-    let scores = qh.matmul(&kh.t()?)?;
-    let probs = scores.apply_op2_no_bwd(
-        mask,
-        &ScaledMaskedSoftmax {
-            scale: scale as f32,
-        },
-    )?;
-    let context = split.merge(&probs.matmul(&vh)?)?;
-    q.apply_op3(
-        k,
-        v,
-        Attention {
-            split,
-            scale: scale as f32,
-            probs,
-            context,
-        },
-    )
 }
 
-/// The head layout: (batch, tokens, heads * dim) <-> (batch, heads, tokens, dim).
+/// The same from candle's ops, which candle differentiates one by one (any device).
+fn composite(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    s: Heads,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
+    let split = |x: &Tensor| -> candle_core::Result<Tensor> {
+        x.reshape((s.b, s.l, s.heads, s.dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let scores = (split(q)?.matmul(&split(k)?.t()?)? * scale)?;
+    let probs = candle_nn::ops::softmax(&scores.broadcast_add(mask)?, D::Minus1)?;
+    probs
+        .matmul(&split(v)?)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((s.b, s.l, s.heads * s.dim))
+}
+
 #[derive(Clone, Copy)]
 struct Heads {
     b: usize,
@@ -84,27 +99,95 @@ struct Heads {
 }
 
 impl Heads {
-    fn split(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.reshape((self.b, self.l, self.heads, self.dim))?
-            .transpose(1, 2)?
-            .contiguous()
+    fn hidden(&self) -> usize {
+        self.heads * self.dim
     }
 
-    fn merge(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.transpose(1, 2)?
-            .contiguous()?
-            .reshape((self.b, self.l, self.heads * self.dim))
+    /// Head `head`'s (tokens, dim) columns of sequence `seq` in a (batch, tokens, hidden)
+    /// matrix, read in place.
+    fn view<'a>(&self, x: &'a [f32], seq: usize, head: usize) -> Mat<'a> {
+        let h = self.hidden();
+        Mat {
+            data: &x[seq * self.l * h + head * self.dim..],
+            rows: self.l,
+            cols: self.dim,
+            row_stride: h,
+        }
+    }
+
+    /// (batch, heads, tokens, dim) -> (batch, tokens, heads * dim).
+    fn merge(&self, per_head: &[f32]) -> Vec<f32> {
+        let (l, d, h) = (self.l, self.dim, self.hidden());
+        let mut out = vec![0f32; per_head.len()];
+        out.par_chunks_mut(l * h)
+            .zip(per_head.par_chunks(self.heads * l * d))
+            .for_each(|(out, src)| {
+                for head in 0..self.heads {
+                    for t in 0..l {
+                        let from = &src[(head * l + t) * d..][..d];
+                        out[t * h + head * d..][..d].copy_from_slice(from);
+                    }
+                }
+            });
+        out
     }
 }
 
-/// Holds what the backward needs: the probabilities (batch, heads, tokens, tokens).
+/// `dst = src^T` for a square (n, n) matrix.
+fn transpose_into(dst: &mut [f32], src: &[f32], n: usize) {
+    for (i, row) in src.chunks(n).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            dst[j * n + i] = v;
+        }
+    }
+}
+
+/// Row-wise `softmax(scores * scale + mask)`, exactly 0 on masked keys (as `exp` of
+/// f32::MIN underflows in PyTorch). The exponentials are the CPU engine's vectorized
+/// kernel (Cephes `expf`); libm's scalar `expf` was 4% of a step at 256 tokens.
+fn masked_softmax(p: &mut [f32], mask: &[f32], scale: f32) {
+    // As PyTorch: (scores * scale) + mask, rounded at each step.
+    for row in p.chunks_mut(mask.len()) {
+        for (x, &m) in row.iter_mut().zip(mask) {
+            *x = *x * scale + m;
+        }
+    }
+    crate::fast::kernels::softmax_rows(p, mask.len());
+    // The kernel's exp clamps its argument at -87, leaving ~1e-38 where PyTorch has 0.
+    let masked: Vec<usize> = (0..mask.len()).filter(|&j| mask[j] <= MASKED).collect();
+    if !masked.is_empty() {
+        for row in p.chunks_mut(mask.len()) {
+            masked.iter().for_each(|&j| row[j] = 0.0);
+        }
+    }
+}
+
+/// `sum(a * b)` with eight partial sums, so the compiler vectorizes it (a single f32
+/// accumulator is a serial chain of adds).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 struct Attention {
-    split: Heads,
+    shape: Heads,
     scale: f32,
-    probs: Tensor,
-    /// Computed before the op is applied (by candle's batched matmuls); `cpu_fwd` hands
-    /// it over.
-    context: Tensor,
+    /// (batch, tokens).
+    mask: Vec<f32>,
+    /// (batch, heads, tokens, tokens), written by the forward for the backward.
+    probs: Mutex<Vec<f32>>,
 }
 
 impl CustomOp3 for Attention {
@@ -114,19 +197,58 @@ impl CustomOp3 for Attention {
 
     fn cpu_fwd(
         &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let values = with_values(&self.context, self.name(), |c| c.to_vec())?;
-        Ok((CpuStorage::F32(values), self.context.shape().clone()))
+        let s = self.shape;
+        let q = contiguous_f32(s1, l1, self.name())?;
+        let k = contiguous_f32(s2, l2, self.name())?;
+        let v = contiguous_f32(s3, l3, self.name())?;
+        let (l, d) = (s.l, s.dim);
+        let mut probs = vec![0f32; s.b * s.heads * l * l];
+        let mut context = vec![0f32; s.b * s.heads * l * d];
+        probs
+            .par_chunks_mut(l * l)
+            .zip(context.par_chunks_mut(l * d))
+            .enumerate()
+            .for_each(|(task, (p, c))| {
+                let (seq, head) = (task / s.heads, task % s.heads);
+                let mask = &self.mask[seq * l..][..l];
+                let scores = MatMut::new(p, l, l);
+                matmul(
+                    scores,
+                    s.view(q, seq, head),
+                    s.view(k, seq, head),
+                    B::Transposed,
+                    1.0,
+                    false,
+                    1,
+                );
+                masked_softmax(p, mask, self.scale);
+                let out = MatMut::new(c, l, d);
+                matmul(
+                    out,
+                    Mat::new(p, l, l),
+                    s.view(v, seq, head),
+                    B::AsIs,
+                    1.0,
+                    false,
+                    1,
+                );
+            });
+        *self
+            .probs
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("attention: poisoned lock".into()))? = probs;
+        Ok((CpuStorage::F32(s.merge(&context)), l1.shape().clone()))
     }
 
-    /// With `dP = dC v^T`: `dv = P^T dC`, `dS = scale * softmax_backward(P, dP)`,
-    /// `dq = dS k`, `dk = dS^T q`, per head.
+    /// Per head, with `dP = dC v^T` and `dS = scale * P * (dP - rowsum(dP * P))`:
+    /// `dq = dS k`, `dk = dS^T q`, `dv = P^T dC`.
     fn bwd(
         &self,
         q: &Tensor,
@@ -135,105 +257,85 @@ impl CustomOp3 for Attention {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let s = &self.split;
-        let dc = s.split(&grad_res.detach())?;
-        let (qh, kh, vh) = (
-            s.split(&q.detach())?,
-            s.split(&k.detach())?,
-            s.split(&v.detach())?,
-        );
-        let dv = self.probs.t()?.matmul(&dc)?;
-        let dp = dc.matmul(&vh.t()?)?;
-        let ds = self
+        let s = self.shape;
+        let (l, d) = (s.l, s.dim);
+        let probs = self
             .probs
-            .apply_op2_no_bwd(&dp, &SoftmaxBackward { scale: self.scale })?;
-        let dq = ds.matmul(&kh)?;
-        let dk = ds.t()?.matmul(&qh)?;
-        Ok((
-            Some(s.merge(&dq)?),
-            Some(s.merge(&dk)?),
-            Some(s.merge(&dv)?),
-        ))
-    }
-}
-
-/// `softmax(scores * scale + mask)` over the last dimension; `mask` (batch, 1, 1, keys).
-struct ScaledMaskedSoftmax {
-    scale: f32,
-}
-
-impl CustomOp2 for ScaledMaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "crossrank-train-attention-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let scores = contiguous_f32(s1, l1, self.name())?;
-        let mask = contiguous_f32(s2, l2, self.name())?;
-        let keys = last_dim(l1, self.name())?;
-        // Rows (one per query of each head) of one sequence share its mask row.
-        let rows_per_sequence = scores.len() / keys / l1.dims()[0].max(1);
-        let mut out = vec![0f32; scores.len()];
-        out.par_chunks_mut(keys)
-            .zip(scores.par_chunks(keys))
-            .enumerate()
-            .for_each(|(r, (out, row))| {
-                let m = &mask[(r / rows_per_sequence) * keys..][..keys];
-                // As PyTorch: (scores * scale) + mask, rounded at each step.
-                for ((o, &s), &mv) in out.iter_mut().zip(row).zip(m) {
-                    *o = s * self.scale + mv;
-                }
-                let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for o in out.iter_mut() {
-                    *o = (*o - max).exp();
-                    sum += *o;
-                }
-                out.iter_mut().for_each(|o| *o /= sum);
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// `dscores = scale * y * (dy - sum(dy * y))` per row, from the probabilities `y`.
-struct SoftmaxBackward {
-    scale: f32,
-}
-
-impl CustomOp2 for SoftmaxBackward {
-    fn name(&self) -> &'static str {
-        "crossrank-train-attention-softmax-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = contiguous_f32(s1, l1, self.name())?;
-        let dy = contiguous_f32(s2, l2, self.name())?;
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("{}: shapes differ", self.name());
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("attention: poisoned lock".into()))?;
+        if probs.len() != s.b * s.heads * l * l {
+            candle_core::bail!("attention: backward before forward");
         }
-        let n = last_dim(l1, self.name())?;
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(n)
-            .zip(y.par_chunks(n).zip(dy.par_chunks(n)))
-            .for_each(|(dx, (y, dy))| {
-                let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
-                for ((d, &yi), &gi) in dx.iter_mut().zip(y).zip(dy) {
-                    *d = self.scale * (yi * (gi - dot));
-                }
-            });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        let name = self.name();
+        let n = s.b * s.heads * l * d;
+        let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        with_values(q, name, |q| {
+            with_values(k, name, |k| {
+                with_values(v, name, |v| {
+                    with_values(grad_res, name, |dc| {
+                        dq.par_chunks_mut(l * d)
+                            .zip(dk.par_chunks_mut(l * d))
+                            .zip(dv.par_chunks_mut(l * d))
+                            .zip(probs.par_chunks(l * l))
+                            .enumerate()
+                            .for_each(|(task, (((dq, dk), dv), p))| {
+                                let (seq, head) = (task / s.heads, task % s.heads);
+                                let dc = s.view(dc, seq, head);
+                                let mut ds = vec![0f32; l * l];
+                                let mut t = vec![0f32; l * l];
+                                // dP, then dS in place.
+                                matmul(
+                                    MatMut::new(&mut ds, l, l),
+                                    dc,
+                                    s.view(v, seq, head),
+                                    B::Transposed,
+                                    1.0,
+                                    false,
+                                    1,
+                                );
+                                for (ds, p) in ds.chunks_mut(l).zip(p.chunks(l)) {
+                                    let dot = dot(ds, p);
+                                    for (g, &y) in ds.iter_mut().zip(p) {
+                                        *g = self.scale * (y * (*g - dot));
+                                    }
+                                }
+                                matmul(
+                                    MatMut::new(dq, l, d),
+                                    Mat::new(&ds, l, l),
+                                    s.view(k, seq, head),
+                                    B::AsIs,
+                                    1.0,
+                                    false,
+                                    1,
+                                );
+                                transpose_into(&mut t, &ds, l);
+                                matmul(
+                                    MatMut::new(dk, l, d),
+                                    Mat::new(&t, l, l),
+                                    s.view(q, seq, head),
+                                    B::AsIs,
+                                    1.0,
+                                    false,
+                                    1,
+                                );
+                                transpose_into(&mut t, p, l);
+                                matmul(
+                                    MatMut::new(dv, l, d),
+                                    Mat::new(&t, l, l),
+                                    dc,
+                                    B::AsIs,
+                                    1.0,
+                                    false,
+                                    1,
+                                );
+                            });
+                    })
+                })
+            })
+        })????;
+        let device = q.device();
+        let tensor = |x: Vec<f32>| Tensor::from_vec(s.merge(&x), q.shape(), device);
+        Ok((Some(tensor(dq)?), Some(tensor(dk)?), Some(tensor(dv)?)))
     }
 }
 
@@ -258,6 +360,7 @@ mod tests {
         let mask = Tensor::from_vec(mask, (b, 1, 1, l), &dev).unwrap();
         let probe = Tensor::from_vec(values(b * l * h, 4, 1.0), (b, l, h), &dev).unwrap();
         let scale = 0.5;
+        let shape = Heads { b, l, heads, dim };
 
         let fast = attention(
             q.as_tensor(),
@@ -268,21 +371,15 @@ mod tests {
             scale,
         )
         .unwrap();
-        // The same attention from candle's ops, which candle differentiates one by one.
-        let slow = {
-            let split = Heads { b, l, heads, dim };
-            let scores = (split.split(q.as_tensor()).unwrap())
-                .matmul(&split.split(k.as_tensor()).unwrap().t().unwrap())
-                .unwrap();
-            let probs = candle_nn::ops::softmax(
-                &(scores * scale).unwrap().broadcast_add(&mask).unwrap(),
-                D::Minus1,
-            )
-            .unwrap();
-            split
-                .merge(&probs.matmul(&split.split(v.as_tensor()).unwrap()).unwrap())
-                .unwrap()
-        };
+        let slow = composite(
+            q.as_tensor(),
+            k.as_tensor(),
+            v.as_tensor(),
+            &mask,
+            shape,
+            scale,
+        )
+        .unwrap();
         assert!(rel(&fast, &slow) < 1e-6, "{}", rel(&fast, &slow));
 
         let g_fast = (&fast * &probe)
