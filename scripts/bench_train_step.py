@@ -155,7 +155,7 @@ def main() -> None:
         )
         print(json.dumps({"max_length": max_length, "rust": r, "torch": t}))
     print()
-    print("| max_length | padded | crossrank s/step | PyTorch s/step | ratio | fwd+bwd (crossrank / PyTorch) | optimizer (crossrank / PyTorch) |")
+    print("| max_length | padded | crossrank s/step | PyTorch s/step | PyTorch time / crossrank time | fwd+bwd (crossrank / PyTorch) | optimizer (crossrank / PyTorch) |")
     print("|---|---|---|---|---|---|---|")
     for ml, pad, rs, ts, rfb, tfb, ro, to in rows:
         print(f"| {ml} | {pad} | {rs:.2f} | {ts:.2f} | {ts / rs:.2f}x | {rfb:.2f} / {tfb:.2f} | {ro:.3f} / {to:.3f} |")
