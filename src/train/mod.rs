@@ -2,7 +2,8 @@
 //!
 //! `Trainer` loads a `BertForSequenceClassification` checkpoint, or a bare BERT encoder
 //! to which it adds a seeded classification head, with every weight a trainable candle
-//! `Var`, and takes one step per `train_step` call as transformers' Trainer would: the
+//! `Var` (`model.rs`, a forward built from the differentiable fused ops of `ops/`), and
+//! takes one step per `train_step` call as transformers' Trainer would: the
 //! loss (`loss.rs`), backward, gradient clipping by the global norm (`clip.rs`), AdamW with
 //! Trainer's weight-decay groups (`optimizer.rs`) at the rate of a linear warmup/decay
 //! schedule (`schedule.rs`). `save` writes a Hugging Face checkpoint directory

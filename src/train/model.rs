@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::models::bert::{cls_token, Config, EncoderInput, HiddenAct};
 use crate::models::{Checkpoint, Family};
 use crate::train::init::NormalRng;
-use crate::train::ops::{layer_norm, softmax_last_dim};
+use crate::train::ops::{attention, dense, gelu_erf, layer_norm};
 
 /// `x @ weight^T + bias` over the last dimension.
 struct Dense {
@@ -33,19 +33,7 @@ struct Dense {
 
 impl Dense {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut dims = x.dims().to_vec();
-        let in_dim = dims
-            .pop()
-            .ok_or_else(|| Error::invalid("dense layer on a scalar"))?;
-        let rows = x.elem_count() / in_dim.max(1);
-        // `weight.t()` is a strided view: candle's CPU matmul reads it in place, and its
-        // backward hands the gradient back to `weight` through the transpose.
-        let y = x
-            .reshape((rows, in_dim))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
-        dims.push(self.weight.dim(0)?);
-        Ok(y.reshape(dims)?)
+        Ok(dense(x, &self.weight, &self.bias)?)
     }
 }
 
@@ -103,28 +91,23 @@ struct Layer {
 
 impl Layer {
     fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
-        let (b, l, h) = x.dims3()?;
-        let heads = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((b, l, self.num_heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let q = heads(self.query.forward(x)?)?;
-        let k = heads(self.key.forward(x)?)?;
-        let v = heads(self.value.forward(x)?)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
-        let probs = softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+        let context = attention(
+            &self.query.forward(x)?,
+            &self.key.forward(x)?,
+            &self.value.forward(x)?,
+            mask_bias,
+            self.num_heads,
+            1.0 / (self.head_dim as f64).sqrt(),
+        )?;
         let x = self
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;
         let inner = self.intermediate.forward(&x)?;
-        // All three have a backward in candle 0.11. GeluErf's uses 0.398942 for
-        // 1/sqrt(2 pi) (relative error 7e-7 in that term), far below what the parity
-        // test can see.
+        // candle's tanh GELU and ReLU have backwards of their own (the tanh one rounds its
+        // constants to 6 digits, far below what the parity test can see); BERT's usual
+        // erf GELU is fused (see `ops`).
         let inner = match self.act {
-            HiddenAct::Gelu => inner.gelu_erf()?,
+            HiddenAct::Gelu => gelu_erf(&inner)?,
             HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => inner.gelu()?,
             HiddenAct::Relu => inner.relu()?,
         };
