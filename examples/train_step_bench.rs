@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.max_length = Some(max_length.parse()?);
     config.batch_size = pairs.len();
     config.warmup_ratio = 0.0;
+    // As the PyTorch side (model.eval()): no dropout.
+    config.dropout = Some(0.0);
     let mut trainer = Trainer::new(config, pairs.len() * (steps + 1))?;
     let padded = trainer.encode(&pairs)?.input_ids.dim(1)?;
     let batch = Batch::Pairs {

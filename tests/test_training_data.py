@@ -55,6 +55,30 @@ def test_positives_are_the_judged_relevant_and_negatives_are_not(cranfield_data,
                          bi_encoder=bi).negatives == examples.negatives, "seeded"
 
 
+def test_retrieved_positives_are_the_judged_relevant_in_the_first_stage_top(cranfield_data):
+    train, _ = split_queries(cranfield_data, n_train=40, seed=0)
+    examples = mine_examples(train, negatives_per_query=5, depth=20, positives="retrieved")
+    judged = mine_examples(train, negatives_per_query=5, depth=20)
+    bm25 = crossrank.BM25(train.doc_texts, ids=train.doc_ids)
+    fewer = 0
+    for qid, query in train.queries.items():
+        top = bm25.search(query, top_k=20)[0]
+        expected = {train.text(d) for d in top if train.qrels[qid].get(d, 0) >= 1 and train.text(d).strip()}
+        if not expected:
+            assert query not in examples.queries, "no retrieved positive: the query is skipped"
+            continue
+        k = examples.queries.index(query)
+        assert set(examples.positives[k]) == expected
+        assert set(examples.negatives[k]) <= {train.text(d) for d in top} and not set(examples.negatives[k]) & expected
+        fewer += len(expected) < len(judged.positives[judged.queries.index(query)])
+    assert fewer > 0, "BM25's top 20 misses some judged documents, which 'retrieved' leaves out"
+    assert examples.skipped_queries == 40 - len(examples)
+    with pytest.raises(ValueError, match="first stage"):
+        mine_examples(train, hard_negatives=None, positives="retrieved")
+    with pytest.raises(ValueError, match="positives"):
+        mine_examples(train, positives="all")
+
+
 def test_queries_without_positives_are_skipped_or_refused(cranfield_data):
     train, _ = split_queries(cranfield_data, n_train=10, seed=0)
     qid = next(iter(train.qrels))

@@ -144,6 +144,8 @@ class CrossEncoder:
     @property
     def max_length(self) -> int: ...
     @property
+    def dropout(self) -> float: ...
+    @property
     def num_labels(self) -> int: ...
     @property
     def activation_fn(self) -> ActivationName:
@@ -408,10 +410,13 @@ class Trainer:
         max_grad_norm: float | None = 1.0,
         seed: int = 0,
         loss: Literal["bce", "listwise"] = "bce",
+        dropout: float | None = None,
         revision: str | None = None,
         cache_folder: str | PathLike[str] | None = None,
         local_files_only: bool = False,
-    ) -> None: ...
+    ) -> None:
+        """``dropout``: probability on the hidden states during steps (``None``: the base's
+        ``hidden_dropout_prob``; ``0.0``: none). ``logits`` never drops."""
     def train_step_pairs(self, pairs: Sequence[tuple[str, str]], labels: Sequence[float]) -> dict[str, float]:
         """One step of binary cross-entropy: ``{"loss", "grad_norm", "learning_rate"}``."""
     def train_step_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> dict[str, float]:
@@ -423,5 +428,7 @@ class Trainer:
     def steps_done(self) -> int: ...
     @property
     def max_length(self) -> int: ...
+    @property
+    def dropout(self) -> float: ...
     @property
     def num_labels(self) -> int: ...

@@ -13,8 +13,8 @@ checkpoint that loads in transformers / sentence-transformers and in crossrank.
 Training follows sentence-transformers' ``CrossEncoder.fit`` / transformers' Trainer:
 AdamW (weight decay on all but biases and LayerNorm weights), linear warmup then linear
 decay, gradient clipping at ``max_grad_norm``, examples shuffled per epoch with ``seed``.
-Deterministic for a seed: the new head is seeded and there is no dropout (the forward
-pass is the model's inference pass).
+Dropout as the base's config says (0.1 for BERT) on the hidden states. Deterministic
+for a seed: the new head, the shuffling and the dropout masks all come from it.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ class CrossEncoderTrainer:
             as transformers' ``TrainingArguments``.
         seed: seeds the new head, the shuffling and the negative mining.
         loss: ``"bce"`` or ``"listwise"``.
+        dropout: on the hidden states during training, as transformers' BERT in ``train()``
+            mode (not on the attention probabilities); ``None`` takes the base's
+            ``hidden_dropout_prob`` (0.1), ``0.0`` trains without.
         show_progress_bar: a tqdm bar per epoch with the running loss (default: on when
             the output is a terminal).
     """
@@ -69,8 +72,8 @@ class CrossEncoderTrainer:
     def __init__(self, base: str | PathLike[str], num_labels: int = 1, max_length: int = 256,
                  learning_rate: float = 2e-5, batch_size: int = 16, epochs: int = 1, warmup_ratio: float = 0.1,
                  weight_decay: float = 0.01, max_grad_norm: float | None = 1.0, seed: int = 0,
-                 loss: Literal["bce", "listwise"] = "bce", show_progress_bar: bool | None = None,
-                 local_files_only: bool = False) -> None:
+                 loss: Literal["bce", "listwise"] = "bce", dropout: float | None = None,
+                 show_progress_bar: bool | None = None, local_files_only: bool = False) -> None:
         if loss not in ("bce", "listwise"):
             raise ValueError(f'loss must be "bce" or "listwise", got {loss!r}')
         for name, value in (("num_labels", num_labels), ("max_length", max_length), ("batch_size", batch_size),
@@ -81,7 +84,7 @@ class CrossEncoderTrainer:
         self.options = dict(num_labels=num_labels, max_length=max_length, learning_rate=learning_rate,
                             batch_size=batch_size, epochs=epochs, warmup_ratio=warmup_ratio,
                             weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed, loss=loss,
-                            local_files_only=local_files_only)
+                            dropout=dropout, local_files_only=local_files_only)
         self.seed, self.loss, self.show_progress_bar = seed, loss, show_progress_bar
         self.trainer: _Trainer | None = None
         self.history: list[EpochReport] = []

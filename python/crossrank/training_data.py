@@ -70,15 +70,26 @@ def split_queries(data: Dataset, n_train: int | None = None, train_fraction: flo
 
 def mine_examples(data: Dataset, hard_negatives: Literal["bm25", "dense"] | None = "bm25",
                   negatives_per_query: int = 4, depth: int = 30, bi_encoder: BiEncoder | None = None,
-                  min_relevance: int = 1, seed: int = 0) -> TrainingExamples:
+                  min_relevance: int = 1, seed: int = 0,
+                  positives: Literal["judged", "retrieved"] = "judged") -> TrainingExamples:
     """Positives = documents judged ``>= min_relevance``; negatives = ``negatives_per_query``
     documents drawn (seeded) from the first stage's top ``depth`` that are not judged
     relevant (hard negatives), or from the whole corpus when ``hard_negatives=None``
     (random negatives). ``"dense"`` needs ``bi_encoder``. Documents with empty text are
     left out (some collections have them; they teach nothing). Queries without a positive
-    are skipped and counted in ``skipped_queries``; none left raises ``ValueError``."""
+    are skipped and counted in ``skipped_queries``; none left raises ``ValueError``.
+
+    ``positives="retrieved"`` keeps only the judged documents that the first stage also
+    returns in its top ``depth``: positives and negatives then come from the candidate
+    lists the model will re-rank. With ``"judged"``, the positives the first stage misses
+    share fewer words with the query than the mined negatives do, and a model can learn
+    "less overlap, more relevant", which is wrong inside a first stage's top-k."""
     if hard_negatives not in ("bm25", "dense", None):
         raise ValueError(f'hard_negatives must be "bm25", "dense" or None, got {hard_negatives!r}')
+    if positives not in ("judged", "retrieved"):
+        raise ValueError(f'positives must be "judged" or "retrieved", got {positives!r}')
+    if positives == "retrieved" and hard_negatives is None:
+        raise ValueError('positives="retrieved" needs a first stage: hard_negatives="bm25" or "dense"')
     if isinstance(negatives_per_query, bool) or not isinstance(negatives_per_query, int) or negatives_per_query < 0:
         raise ValueError(f"negatives_per_query must be a non-negative integer, got {negatives_per_query!r}")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
@@ -93,6 +104,9 @@ def mine_examples(data: Dataset, hard_negatives: Literal["bm25", "dense"] | None
         judged = data.qrels.get(qid, {})
         relevant = [d for d, rel in sorted(judged.items())
                     if rel >= min_relevance and data._text_of.get(d, "").strip()]
+        if positives == "retrieved":
+            retrieved = set(candidates[qid])
+            relevant = [d for d in relevant if d in retrieved]
         if not relevant:
             examples.skipped_queries += 1
             continue

@@ -53,7 +53,7 @@ impl PyTrainer {
     #[new]
     #[pyo3(signature = (base, num_examples, num_labels=None, max_length=None, learning_rate=2e-5, batch_size=16,
                         epochs=1, warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=Some(1.0), seed=0,
-                        loss="bce", revision=None, cache_folder=None, local_files_only=false))]
+                        loss="bce", dropout=None, revision=None, cache_folder=None, local_files_only=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -69,6 +69,7 @@ impl PyTrainer {
         max_grad_norm: Option<f64>,
         seed: u64,
         loss: &str,
+        dropout: Option<f64>,
         revision: Option<String>,
         cache_folder: Option<PathBuf>,
         local_files_only: bool,
@@ -90,6 +91,7 @@ impl PyTrainer {
         config.max_grad_norm = max_grad_norm;
         config.seed = seed;
         config.loss = loss.parse::<Loss>().map_err(to_py)?;
+        config.dropout = dropout.map(|p| fraction(p, "dropout")).transpose()?;
         config.hub = hub_options(&revision, &cache_folder, local_files_only);
         let examples = positive(num_examples, "num_examples")?;
         let inner =
@@ -182,6 +184,11 @@ impl PyTrainer {
     #[getter]
     fn max_length(&self) -> usize {
         self.inner.max_length()
+    }
+
+    #[getter]
+    fn dropout(&self) -> f64 {
+        self.inner.dropout()
     }
 
     #[getter]

@@ -13,8 +13,9 @@
 //! torch.optim.AdamW) within f32 rounding: `tests/train_parity.rs` checks that against
 //! `scripts/train_reference.py`.
 //!
-//! Not yet: dropout (the forward is the model in eval mode), shuffling and epochs over a
-//! dataset, GPU training, XLM-RoBERTa.
+//! Seeded dropout (`dropout.rs`) on the hidden states as in transformers' BERT (not on
+//! the attention probabilities). Shuffling and epochs over a dataset are the Python
+//! side's (`crossrank.train`). Not yet: GPU training, XLM-RoBERTa.
 //!
 //! ```no_run
 //! use crossrank::train::{Batch, Trainer, TrainerConfig};
@@ -33,6 +34,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod clip;
+pub mod dropout;
 pub mod init;
 pub mod loss;
 pub mod model;

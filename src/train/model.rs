@@ -13,8 +13,12 @@
 //! (`models::bert::Config`), the batch layout (`EncoderInput`) and the checkpoint reading
 //! (`models::Checkpoint`) are shared, so both read the same files the same way.
 //!
-//! No dropout in this stage: the forward equals transformers' model in `eval()` mode
-//! (`hidden_dropout_prob` / `attention_probs_dropout_prob` in config.json are ignored).
+//! Dropout (`dropout.rs`) sits where transformers' BERT has `hidden_dropout_prob`: after
+//! the embeddings, after each attention output and feed-forward output projection, and
+//! before the classifier. Not on the attention probabilities
+//! (`attention_probs_dropout_prob`): the fused attention op keeps its probabilities for
+//! the backward and has no mask; a difference from transformers' training-mode forward,
+//! not from its `eval()` forward, which `Dropout::off()` gives exactly.
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -22,6 +26,7 @@ use candle_nn::{VarBuilder, VarMap};
 use crate::error::{Error, Result};
 use crate::models::bert::{cls_token, Config, EncoderInput, HiddenAct};
 use crate::models::{Checkpoint, Family};
+use crate::train::dropout::Dropout;
 use crate::train::init::NormalRng;
 use crate::train::ops::{attention, dense, gelu_erf, layer_norm};
 
@@ -67,11 +72,11 @@ fn lookup(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
 }
 
 impl Embeddings {
-    fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
+    fn forward(&self, input: &EncoderInput, dropout: &mut Dropout) -> Result<Tensor> {
         let x = lookup(&self.word, &input.input_ids)?;
         let x = (x + lookup(&self.position, &input.position_ids)?)?;
         let x = (x + lookup(&self.token_type, &input.token_type_ids)?)?;
-        self.norm.forward(&x)
+        dropout.apply(&self.norm.forward(&x)?)
     }
 }
 
@@ -90,7 +95,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mask_bias: &Tensor, dropout: &mut Dropout) -> Result<Tensor> {
         let context = attention(
             &self.query.forward(x)?,
             &self.key.forward(x)?,
@@ -101,7 +106,7 @@ impl Layer {
         )?;
         let x = self
             .attention_norm
-            .forward(&(self.attention_out.forward(&context)? + x)?)?;
+            .forward(&(dropout.apply(&self.attention_out.forward(&context)?)? + x)?)?;
         let inner = self.intermediate.forward(&x)?;
         // candle's tanh GELU and ReLU have backwards of their own (the tanh one rounds its
         // constants to 6 digits, far below what the parity test can see); BERT's usual
@@ -112,7 +117,7 @@ impl Layer {
             HiddenAct::Relu => inner.relu()?,
         };
         self.output_norm
-            .forward(&(self.output.forward(&inner)? + x)?)
+            .forward(&(dropout.apply(&self.output.forward(&inner)?)? + x)?)
     }
 }
 
@@ -346,20 +351,21 @@ impl TrainableBert {
         ))
     }
 
-    /// Logits, (batch, num_labels), with the graph for a backward pass.
-    pub fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
+    /// Logits, (batch, num_labels), with the graph for a backward pass. `Dropout::off()`
+    /// gives transformers' `eval()` forward.
+    pub fn forward(&self, input: &EncoderInput, dropout: &mut Dropout) -> Result<Tensor> {
         let (b, l) = input.attention_mask.dims2()?;
         // As transformers' eager attention: (1 - mask) * finfo(f32).min added to the
         // scores, so padded keys get exactly zero probability.
         let mask_bias = ((1.0 - &input.attention_mask)? * f32::MIN as f64)?
             .to_dtype(DType::F32)?
             .reshape((b, 1, 1, l))?;
-        let mut x = self.embeddings.forward(input)?;
+        let mut x = self.embeddings.forward(input, dropout)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &mask_bias)?;
+            x = layer.forward(&x, &mask_bias, dropout)?;
         }
         let pooled = self.pooler.forward(&cls_token(&x)?)?.tanh()?;
-        self.classifier.forward(&pooled)
+        self.classifier.forward(&dropout.apply(&pooled)?)
     }
 
     /// Every weight, in transformers' `named_parameters()` order.

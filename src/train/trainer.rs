@@ -1,5 +1,5 @@
 //! The trainer: a model, its tokenizer, AdamW, the schedule and clipping, one batch at a
-//! time, as transformers' Trainer does each step (without dropout in this stage).
+//! time, as transformers' Trainer does each step.
 
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use crate::tokenize::{resolve_max_length, TextTokenizer};
 use crate::train::batch::{Batch, Target};
 use crate::train::checkpoint::{self, CheckpointContents, TOKENIZER_FILES};
 use crate::train::clip::{clip_grad_norm, global_norm};
+use crate::train::dropout::Dropout;
 use crate::train::loss::{binary_cross_entropy_with_logits, listwise_softmax_cross_entropy, Loss};
 use crate::train::model::{LoadReport, TrainableBert};
 use crate::train::optimizer::{AdamW, AdamWConfig};
@@ -44,9 +45,12 @@ pub struct TrainerConfig {
     pub adam_epsilon: f64,
     /// Clip the global gradient norm to this (1.0); `None`: no clipping.
     pub max_grad_norm: Option<f64>,
-    /// Seeds the initialisation of a new head. Training itself has no randomness yet
-    /// (no dropout, batches in the caller's order).
+    /// Seeds the initialisation of a new head and the dropout masks (batches come in
+    /// the caller's order).
     pub seed: u64,
+    /// Dropout on the hidden states during training steps; `None`: config.json's
+    /// `hidden_dropout_prob` (0.1 for BERT). `Some(0.0)` trains the `eval()` forward.
+    pub dropout: Option<f64>,
     pub loss: Loss,
     pub hub: HubOptions,
 }
@@ -68,6 +72,7 @@ impl TrainerConfig {
             adam_epsilon: adam.eps,
             max_grad_norm: Some(1.0),
             seed: 42,
+            dropout: None,
             loss: Loss::BinaryCrossEntropy,
             hub: HubOptions::default(),
         }
@@ -126,6 +131,7 @@ pub struct Trainer {
     pad_id: u32,
     optimizer: AdamW,
     schedule: LinearSchedule,
+    dropout: Dropout,
     steps_done: usize,
     source: ModelSource,
     base_config: serde_json::Value,
@@ -178,6 +184,16 @@ impl Trainer {
         let limit = family.max_tokens(&model_config.encoder);
         let max_length = resolve_max_length(&source, config.max_length, None, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
+        let dropout_p = match config.dropout {
+            Some(p) => p,
+            None => model_config
+                .raw
+                .get("hidden_dropout_prob")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.1),
+        };
+        // A different stream from the head's initialisation, from the same seed.
+        let dropout = Dropout::new(dropout_p, config.seed ^ 0xD50F_0D50)?;
         let optimizer = AdamW::new(
             config.adamw(),
             model.params().iter().map(|(n, _)| n.as_str()),
@@ -191,6 +207,7 @@ impl Trainer {
             tokenizer,
             optimizer,
             schedule,
+            dropout,
             steps_done: 0,
             source,
             report,
@@ -212,6 +229,11 @@ impl Trainer {
 
     pub fn max_length(&self) -> usize {
         self.tokenizer.max_length()
+    }
+
+    /// The dropout probability the training steps use.
+    pub fn dropout(&self) -> f64 {
+        self.dropout.p()
     }
 
     pub fn steps_done(&self) -> usize {
@@ -248,17 +270,20 @@ impl Trainer {
     pub fn logits(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(pairs.len() * self.num_labels());
         for chunk in pairs.chunks(self.config.batch_size.max(1)) {
-            let logits = self.model.forward(&self.encode(chunk)?)?.detach();
+            let logits = self
+                .model
+                .forward(&self.encode(chunk)?, &mut Dropout::off())?
+                .detach();
             out.extend(logits.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
 
-    /// Forward and backward on one batch; changes nothing.
-    pub fn loss_and_gradients(&self, batch: &Batch) -> Result<Gradients> {
+    /// Forward (with dropout) and backward on one batch; changes no weight.
+    pub fn loss_and_gradients(&mut self, batch: &Batch) -> Result<Gradients> {
         let prepared = batch.prepare(self.config.loss, self.num_labels())?;
         let input = self.encode(&prepared.pairs)?;
-        let logits = self.model.forward(&input)?;
+        let logits = self.model.forward(&input, &mut self.dropout)?;
         let loss = match &prepared.target {
             Target::Labels(labels) => {
                 let labels = Tensor::from_slice(labels, logits.shape(), logits.device())?;
