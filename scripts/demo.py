@@ -1,10 +1,13 @@
 """`make demo`: the main job, on real data with the embedded defaults.
 
 BM25 top-100 -> dense retrieval (real all-MiniLM-L6-v2) -> hybrid (reciprocal rank fusion
-of both) -> cross-encoder re-ranking of the hybrid top-100 (when CE_MODEL names a trained
-cross-encoder: a hub id or a directory). Prints the metrics table per stage with latency
-and what each stage changed versus BM25, then the cross-encoder engine's speed
-(float32 and int8) on the seeded fixture.
+of both) -> cross-encoder re-ranking of the hybrid top-100. The cross-encoder is the demo's
+own fine-tuned model (`scripts/demo_model.py`: trained with crossrank's trainer on the
+training queries of the shipped collections the first time, then cached), or CE_MODEL (a
+hub id or a directory). On a shipped collection every stage is measured on its held-out
+test queries, which the demo model never saw. Prints the metrics table per stage with
+latency and what each stage changed versus BM25, then the cross-encoder engine's speed
+(float32 and int8).
 
     python scripts/demo.py [--data DIR ...] [--write-results benches/RESULTS.md]
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import demo_model  # noqa: E402
 import fixtures  # noqa: E402
 
 import crossrank  # noqa: E402
@@ -43,10 +47,17 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder | None):
     data = load_beir(path)
-    print(f"\n{data}")
+    if path.resolve().parent == SHARED.resolve() and path.name in demo_model.COLLECTIONS:
+        _, data = demo_model.split(path.name, data)
+        print(f"\n{data}: the held-out test queries (the demo cross-encoder trained on the others)")
+    else:
+        print(f"\n{data}")
     pipeline = [BM25Stage(), DenseStage(bi), FusionStage(["bm25", "dense"], name="hybrid")]
     if ce is not None:
-        pipeline.append(RerankStage(ce, name="cross-encoder", input="hybrid"))
+        # The cross-encoder's order, and that order fused with the dense one (RRF): how the
+        # two models' evidence combines.
+        pipeline += [RerankStage(ce, name="cross-encoder", input="hybrid"),
+                     FusionStage(["cross-encoder", "dense"], name="ce+dense")]
     result = evaluate(pipeline, data, metrics=METRICS, depth=100, show_progress_bar=True)
     print(result)
     for stage in result.stages[1:]:
@@ -60,9 +71,8 @@ def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncod
     return result
 
 
-def engine_speed(ce_dir: Path, path: Path, bi: crossrank.BiEncoder) -> None:
-    """The cross-encoder engine on the seeded fixture (its scores are not meaningful; its
-    speed is): BM25 top-100 of 5 queries, max_length 512."""
+def engine_speed(ce_dir: Path, path: Path) -> None:
+    """The cross-encoder engine: BM25 top-100 of 5 queries, max_length 512."""
     data = load_beir(path)
     bm25 = crossrank.BM25(data.doc_texts, ids=data.doc_ids)
     queries = list(data.queries.values())[:5]
@@ -74,7 +84,7 @@ def engine_speed(ce_dir: Path, path: Path, bi: crossrank.BiEncoder) -> None:
         timings[precision] = (ce.predict(pairs, batch_size=32), time.perf_counter() - start)
     (f32, t32), (i8, t8) = timings["float32"], timings["int8"]
     rho = np.median([spearman(f32[i : i + 100], i8[i : i + 100]) for i in range(0, len(pairs), 100)])
-    print(f"\ncross-encoder engine (seeded-head fixture, MiniLM-L6, max_length 512, {len(pairs)} BM25 pairs): "
+    print(f"\ncross-encoder engine ({ce_dir.name}, max_length 512, {len(pairs)} BM25 pairs): "
           f"float32 {len(pairs) / t32:.1f} pairs/s; int8 {len(pairs) / t8:.1f} pairs/s ({t32 / t8:.2f}x), "
           f"median per-query Spearman with float32 {rho:.4f}")
 
@@ -111,17 +121,21 @@ def main() -> None:
     else:
         paths = [Path(os.environ["DATA"]) if os.environ.get("DATA") else SHARED / "cranfield"]
 
-    minilm, ce_dir = fixtures.ensure_default_fixtures()
+    minilm = fixtures.fetch_minilm()
     bi = crossrank.BiEncoder(str(minilm))
-    ce = None
     if os.environ.get("CE_MODEL"):
+        ce_dir = Path(os.environ["CE_MODEL"])
         ce = crossrank.CrossEncoder(os.environ["CE_MODEL"], max_length=512)
-        print(f"cross-encoder stage: {ce!r}")
     else:
-        print("cross-encoder stage skipped: no trained cross-encoder is available offline "
-              "(set CE_MODEL=<hub id or directory> to add one)")
+        ce_dir = demo_model.ensure_demo_cross_encoder()
+        report = demo_model.training_report(ce_dir)
+        print(f"demo cross-encoder: {ce_dir} (trained by crossrank in {report['training_seconds'] / 60:.1f} min, "
+              f"{report['steps']} steps on {', '.join(report['examples'])})")
+        # Scored at the length it was trained at.
+        ce = crossrank.CrossEncoder(str(ce_dir), max_length=demo_model.RECIPE["max_length"])
+    print(f"cross-encoder stage: {ce!r}")
     results = [run_collection(p, bi, ce) for p in paths]
-    engine_speed(ce_dir, paths[0], bi)
+    engine_speed(ce_dir, paths[0])
     if args.write_results:
         write_results(args.write_results, results)
 

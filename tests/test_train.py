@@ -130,3 +130,28 @@ def test_bad_input_is_refused_and_nothing_is_half_written(tiny_dir, tmp_path):
     tr.save(existing, overwrite=True)
     assert (existing / "model.safetensors").exists() and (existing / "config.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"], "no temporary directories left"
+
+
+def test_dropout_is_on_in_training_steps_seeded_and_off_in_logits(tiny_dir):
+    """A step's loss is the loss of the dropped-out forward: without dropout it equals the
+    loss of ``logits`` (the eval forward) on the same batch; with it, it differs, the same
+    seed gives the same masks, and another seed other masks."""
+    pairs = [(q, d) for q, d, _ in toy_examples()[:8]]
+    labels = np.array([y for *_, y in toy_examples()[:8]], dtype=np.float64)
+
+    def first_step(dropout, seed=0):
+        tr = crossrank._core.Trainer(tiny_dir, 8, max_length=32, dropout=dropout, seed=seed)
+        x = tr.logits(pairs).astype(np.float64)
+        eval_loss = float(np.mean(np.maximum(x, 0) - x * labels + np.log1p(np.exp(-np.abs(x)))))
+        return tr, tr.train_step_pairs(pairs, labels.tolist())["loss"], eval_loss
+
+    tr, loss, eval_loss = first_step(None)
+    assert tr.dropout == pytest.approx(0.1), "config.json's hidden_dropout_prob by default"
+    assert loss != pytest.approx(eval_loss, abs=1e-6)
+    assert first_step(None)[1] == loss, "same seed, same masks"
+    assert first_step(None, seed=1)[1] != loss
+    off, loss, eval_loss = first_step(0.0)
+    assert off.dropout == 0.0 and loss == pytest.approx(eval_loss, abs=1e-6)
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="dropout"):
+            crossrank._core.Trainer(tiny_dir, 8, dropout=bad)

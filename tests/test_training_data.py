@@ -79,6 +79,27 @@ def test_retrieved_positives_are_the_judged_relevant_in_the_first_stage_top(cran
         mine_examples(train, positives="all")
 
 
+def test_groups_draw_negatives_per_positive_and_cap_positives(cranfield_data):
+    train, _ = split_queries(cranfield_data, n_train=30, seed=0)
+    examples = mine_examples(train, negatives_per_query=12, depth=50)
+    full = examples.groups()
+    assert len(full) == sum(map(len, examples.positives)) and all(len(neg) == 12 for *_, neg in full)
+    drawn = examples.groups(negatives_per_group=3, max_positives=4, seed=1)
+    assert drawn == examples.groups(negatives_per_group=3, max_positives=4, seed=1), "seeded"
+    assert len(drawn) == sum(min(len(p), 4) for p in examples.positives)
+    by_query: dict[str, list] = {}
+    for q, p, neg in drawn:
+        k = examples.queries.index(q)
+        assert p in examples.positives[k] and len(neg) == 3 and set(neg) <= set(examples.negatives[k])
+        by_query.setdefault(q, []).append(tuple(neg))
+    assert any(len(set(negs)) > 1 for negs in by_query.values()), "each positive gets its own draw"
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="negatives_per_group"):
+            examples.groups(negatives_per_group=bad)
+    with pytest.raises(ValueError, match="max_positives"):
+        examples.groups(max_positives=0)
+
+
 def test_queries_without_positives_are_skipped_or_refused(cranfield_data):
     train, _ = split_queries(cranfield_data, n_train=10, seed=0)
     qid = next(iter(train.qrels))

@@ -41,11 +41,30 @@ class TrainingExamples:
             out += [(q, d, 1.0) for d in pos] + [(q, d, 0.0) for d in neg]
         return out
 
-    def groups(self) -> list[tuple[str, str, list[str]]]:
-        """Listwise examples: ``(query, positive, negatives)`` per positive, with the query's
-        negatives (a softmax over ``[positive] + negatives`` should put the positive first)."""
-        return [(q, p, list(neg)) for q, pos, neg in zip(self.queries, self.positives, self.negatives)
-                for p in pos if neg]
+    def groups(self, negatives_per_group: int | None = None, max_positives: int | None = None,
+               seed: int = 0) -> list[tuple[str, str, list[str]]]:
+        """Listwise examples: ``(query, positive, negatives)`` per positive (a softmax over
+        ``[positive] + negatives`` should put the positive first). By default every group of
+        a query has all its negatives; ``negatives_per_group`` draws that many of them
+        afresh for each positive (seeded), so a query's groups do not all repeat the same
+        negatives, which a model memorises. ``max_positives`` keeps at most that many
+        positives per query (seeded draw), so queries with hundreds of judged documents
+        do not dominate."""
+        for name, value in (("negatives_per_group", negatives_per_group), ("max_positives", max_positives)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        rng = random.Random(seed)
+        out = []
+        for q, pos, neg in zip(self.queries, self.positives, self.negatives):
+            if not neg:
+                continue
+            if max_positives is not None and len(pos) > max_positives:
+                pos = rng.sample(pos, max_positives)
+            for p in pos:
+                chosen = (list(neg) if negatives_per_group is None or negatives_per_group >= len(neg)
+                          else rng.sample(neg, negatives_per_group))
+                out.append((q, p, chosen))
+        return out
 
     def __len__(self) -> int:
         return len(self.queries)
