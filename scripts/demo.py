@@ -38,6 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 METRICS = ["ndcg@10", "mrr@10", "map@100", "recall@100"]
 MARK_START, MARK_END = "<!-- demo-all:start -->", "<!-- demo-all:end -->"
+RESULTS_SETUP = (
+    "the held-out test queries of each collection's seeded split (`scripts/demo_model.py`), depth 100, documents "
+    "as title + text; BM25 k1 0.9, b 0.4, no stemming; dense = all-MiniLM-L6-v2 (crossrank BiEncoder, cosine, "
+    "exact); hybrid = RRF (k 60) of both; cross-encoder = the demo's model fine-tuned by crossrank on the training "
+    "queries (recipe and training time in `training.json` beside it and benches/TRAINING.md), re-ranking the "
+    "hybrid top-100 at max_length 128; ce+dense = RRF of the cross-encoder's and the dense order. ms/query is the "
+    "stage's own time on 2 cores; total adds the stages it uses.")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -91,9 +98,7 @@ def engine_speed(ce_dir: Path, path: Path) -> None:
 
 def write_results(path: Path, results: list) -> None:
     lines = [MARK_START, "", "Written by `make demo-all` (`python scripts/demo.py --all --write-results "
-             "benches/RESULTS.md`): all judged queries, depth 100, documents as title + text; BM25 k1 0.9, "
-             "b 0.4, no stemming; dense = all-MiniLM-L6-v2 (crossrank BiEncoder, cosine, exact); hybrid = "
-             "RRF (k 60) of both. ms/query is the stage's own time on 2 cores; total adds the stages it uses.", ""]
+             "benches/RESULTS.md`): " + RESULTS_SETUP, ""]
     for result in results:
         lines += [f"**{result.dataset}** ({result.num_queries} queries)", "", result.to_markdown(), ""]
     lines.append(MARK_END)

@@ -155,3 +155,17 @@ def test_dropout_is_on_in_training_steps_seeded_and_off_in_logits(tiny_dir):
     for bad in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="dropout"):
             crossrank._core.Trainer(tiny_dir, 8, dropout=bad)
+
+
+def test_fit_mines_retrieved_positives_from_a_dataset(tiny_dir):
+    from crossrank.training_data import mine_examples
+
+    train, _ = split_queries(load_beir(DATA / "cranfield"), n_train=6, seed=0)
+    retrieved = mine_examples(train, negatives_per_query=2, positives="retrieved", seed=0).pairs()
+    judged = mine_examples(train, negatives_per_query=2, seed=0).pairs()
+    assert len(retrieved) < len(judged), "BM25's top 30 misses some judged documents"
+    tr = CrossEncoderTrainer(tiny_dir, max_length=32, batch_size=4, show_progress_bar=False)
+    history = tr.fit(train, negatives_per_query=2, positives="retrieved")
+    assert history[0].steps == -(-len(retrieved) // 4)
+    with pytest.raises(ValueError, match="positives"):
+        tr.fit(train, positives="some")

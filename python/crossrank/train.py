@@ -92,15 +92,16 @@ class CrossEncoderTrainer:
     def fit(self, train_examples: Dataset | TrainingExamples | Sequence[tuple], eval_dataset: Dataset | None = None,
             hard_negatives: Literal["bm25", "dense"] | None = "bm25", negatives_per_query: int = 4,
             bi_encoder: BiEncoder | None = None, eval_metrics: Sequence[str] = ("ndcg@10", "mrr@10", "map@100"),
-            eval_depth: int = 100) -> list[EpochReport]:
+            eval_depth: int = 100, positives: Literal["judged", "retrieved"] = "judged") -> list[EpochReport]:
         """Train on ``train_examples``: a :class:`~crossrank.datasets.Dataset` (positives from
         its qrels, ``negatives_per_query`` hard negatives mined with ``hard_negatives``), a
         :class:`~crossrank.training_data.TrainingExamples`, a list of ``(query, document,
         label)`` triples (``loss="bce"``) or of ``(query, positive, [negatives])`` groups
-        (``loss="listwise"``). After each epoch, with ``eval_dataset``, re-ranks its BM25
+        (``loss="listwise"``). ``positives`` is :func:`~crossrank.training_data.mine_examples`'
+        (``"retrieved"`` trained far better on the small collections here: benches/TRAINING.md). After each epoch, with ``eval_dataset``, re-ranks its BM25
         top ``eval_depth`` with the model and records ``eval_metrics``. Returns the epoch
         reports (also in ``self.history``)."""
-        examples = self._examples(train_examples, hard_negatives, negatives_per_query, bi_encoder)
+        examples = self._examples(train_examples, hard_negatives, negatives_per_query, bi_encoder, positives)
         self.trainer = _Trainer(self.base, len(examples), **self.options)
         batch_size, rng = self.options["batch_size"], random.Random(self.seed)
         self.history = []
@@ -146,10 +147,10 @@ class CrossEncoderTrainer:
         self.trainer.save(Path(path), overwrite)
 
     def _examples(self, data: Any, hard_negatives: Any, negatives_per_query: int,
-                  bi_encoder: BiEncoder | None) -> list[tuple]:
+                  bi_encoder: BiEncoder | None, positives: str) -> list[tuple]:
         if isinstance(data, Dataset):
             data = mine_examples(data, hard_negatives=hard_negatives, negatives_per_query=negatives_per_query,
-                                 bi_encoder=bi_encoder, seed=self.seed)
+                                 bi_encoder=bi_encoder, seed=self.seed, positives=positives)
         if isinstance(data, TrainingExamples):
             data = data.pairs() if self.loss == "bce" else data.groups()
         data = list(data)

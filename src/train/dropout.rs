@@ -78,9 +78,17 @@ mod tests {
         let values = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let zeros = values.iter().filter(|v| **v == 0.0).count() as f64 / values.len() as f64;
         assert!((zeros - 0.1).abs() < 0.005, "dropped fraction {zeros}");
-        assert!(values.iter().all(|v| *v == 0.0 || (*v - 1.0 / 0.9).abs() < 1e-6));
+        assert!(values
+            .iter()
+            .all(|v| *v == 0.0 || (*v - 1.0 / 0.9).abs() < 1e-6));
         let grad = y.sum_all().unwrap().backward().unwrap();
-        let g = grad.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = grad
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(g, values, "d(sum y)/dx is the mask itself");
     }
 
@@ -88,12 +96,22 @@ mod tests {
     fn seeded_and_off_is_the_identity() {
         let x = Tensor::ones((50, 50), candle_core::DType::F32, &Device::Cpu).unwrap();
         let draw = |seed| {
-            Dropout::new(0.3, seed).unwrap().apply(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            Dropout::new(0.3, seed)
+                .unwrap()
+                .apply(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
         let same = Dropout::off().apply(&x).unwrap();
-        assert_eq!(same.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1.0; 2500]);
+        assert_eq!(
+            same.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![1.0; 2500]
+        );
         assert!(Dropout::new(1.0, 0).is_err());
         assert!(Dropout::new(-0.1, 0).is_err());
         assert!(Dropout::new(f64::NAN, 0).is_err());

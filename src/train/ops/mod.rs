@@ -101,7 +101,14 @@ fn column_sums(
 
 #[cfg(test)]
 pub(crate) mod test_util {
+    use candle_core::backprop::GradStore;
     use candle_core::Tensor;
+
+    /// Gradients of `sum(y * probe)`: a random weighting, so that every element of `y`'s
+    /// gradient enters the comparison.
+    pub fn probe_backward(y: &Tensor, probe: &Tensor) -> GradStore {
+        (y * probe).unwrap().sum_all().unwrap().backward().unwrap()
+    }
 
     pub fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         let mut rng = crate::train::init::NormalRng::new(seed);
