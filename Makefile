@@ -28,7 +28,7 @@ fixtures: $(VENV)/.demo-deps
 	$(PY) scripts/fixtures.py
 
 # DATA=dir: another BEIR-layout collection; CE_MODEL=id-or-dir: another cross-encoder instead of
-# the demo's own (scripts/demo_model.py trains it on the first run, ~10 min, then it is cached).
+# the demo's own (scripts/demo_model.py trains it on the first run, ~12 min, then it is cached).
 demo: build fixtures
 	DATA="$(DATA)" CE_MODEL="$(CE_MODEL)" $(PY) scripts/demo.py
 
