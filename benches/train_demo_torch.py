@@ -25,7 +25,6 @@ import fixtures  # noqa: E402
 
 from crossrank import BiEncoder, CrossEncoder  # noqa: E402
 from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage, evaluate  # noqa: E402
-from crossrank.training_data import mine_examples  # noqa: E402
 
 R = demo_model.RECIPE
 
@@ -33,12 +32,7 @@ R = demo_model.RECIPE
 def main() -> None:
     torch.manual_seed(R["seed"])
     torch.set_num_threads(2)
-    groups = []
-    for name in R["collections"]:
-        train, _ = demo_model.split(name)
-        ex = mine_examples(train, hard_negatives=R["first_stage"], depth=R["depth"],
-                           negatives_per_query=R["negatives_per_query"], positives=R["positives"], seed=R["seed"])
-        groups += ex.groups(R["negatives_per_group"], R["max_positives_per_query"], R["seed"])
+    groups, _ = demo_model.training_examples()
     base = str(fixtures.fetch_minilm())
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, hidden_dropout_prob=R["dropout"])

@@ -4,7 +4,7 @@ One batch of 16 (query, relevant document) pairs from Cranfield (the longest doc
 the batch fills max_length), the MiniLM-L6 cross-encoder fixture, 2 threads each. A step is
 what transformers' Trainer does: forward, BCE loss, backward, clip_grad_norm_(1.0), AdamW
 (Trainer's parameter groups), scheduler step, zero_grad. No dropout on either side (the
-Rust trainer has none yet; PyTorch runs the model in eval mode). Medians of STEPS timed steps
+Rust binary sets dropout 0; PyTorch runs the model in eval mode). Medians of STEPS timed steps
 after one untimed step, PyTorch and Rust alternating per max_length.
 
     cargo build --release --example train_step_bench

@@ -65,20 +65,28 @@ def model_dir() -> Path:
     return fixtures.CACHE / "models" / f"demo-ce-minilm-l6-{digest}"
 
 
-def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = True) -> Path:
-    """The trained model's directory, training it first when it is not cached."""
-    target = model_dir()
-    if (target / "training.json").is_file() and not force:
-        return target
-    base = fixtures.fetch_minilm()
-    groups, counts = [], {}
+def training_examples() -> tuple[list[tuple], dict[str, str]]:
+    """The recipe's training examples (pairs for ``"bce"``, groups for ``"listwise"``) from
+    the training queries of every collection, and what was mined per collection."""
+    examples_of, counts = [], {}
     for name in RECIPE["collections"]:
         train, _ = split(name)
         examples = mine_examples(train, hard_negatives=RECIPE["first_stage"], depth=RECIPE["depth"],
                                  negatives_per_query=RECIPE["negatives_per_query"], positives=RECIPE["positives"],
                                  seed=RECIPE["seed"])
         counts[name] = repr(examples)
-        groups += examples.groups(RECIPE["negatives_per_group"], RECIPE["max_positives_per_query"], RECIPE["seed"])
+        examples_of += (examples.pairs() if RECIPE["loss"] == "bce" else
+                        examples.groups(RECIPE["negatives_per_group"], RECIPE["max_positives_per_query"], RECIPE["seed"]))
+    return examples_of, counts
+
+
+def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = True) -> Path:
+    """The trained model's directory, training it first when it is not cached."""
+    target = model_dir()
+    if (target / "training.json").is_file() and not force:
+        return target
+    base = fixtures.fetch_minilm()
+    groups, counts = training_examples()
     print(f"training the demo cross-encoder ({len(groups)} groups (a positive and {RECIPE['negatives_per_group']} negatives) from the training queries of "
           f"{', '.join(RECIPE['collections'])}; cached in {target})")
     trainer = CrossEncoderTrainer(base, max_length=RECIPE["max_length"], learning_rate=RECIPE["learning_rate"],

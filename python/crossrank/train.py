@@ -98,8 +98,9 @@ class CrossEncoderTrainer:
         :class:`~crossrank.training_data.TrainingExamples`, a list of ``(query, document,
         label)`` triples (``loss="bce"``) or of ``(query, positive, [negatives])`` groups
         (``loss="listwise"``). ``positives`` is :func:`~crossrank.training_data.mine_examples`'
-        (``"retrieved"`` trained far better on the small collections here: benches/TRAINING.md). After each epoch, with ``eval_dataset``, re-ranks its BM25
-        top ``eval_depth`` with the model and records ``eval_metrics``. Returns the epoch
+        (``"retrieved"`` trained far better on the small collections here: benches/TRAINING.md).
+        After each epoch, with ``eval_dataset``, re-ranks its BM25 top ``eval_depth`` with the
+        model and records ``eval_metrics``. Returns the epoch
         reports (also in ``self.history``)."""
         examples = self._examples(train_examples, hard_negatives, negatives_per_query, bi_encoder, positives)
         self.trainer = _Trainer(self.base, len(examples), **self.options)

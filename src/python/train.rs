@@ -91,7 +91,8 @@ impl PyTrainer {
         config.max_grad_norm = max_grad_norm;
         config.seed = seed;
         config.loss = loss.parse::<Loss>().map_err(to_py)?;
-        config.dropout = dropout.map(|p| fraction(p, "dropout")).transpose()?;
+        // Checked by the core (`Dropout::new`): ValueError "dropout must be in [0, 1)".
+        config.dropout = dropout;
         config.hub = hub_options(&revision, &cache_folder, local_files_only);
         let examples = positive(num_examples, "num_examples")?;
         let inner =
