@@ -86,6 +86,10 @@ pub fn make_input(
     })
 }
 
+/// Called after each batch with the number of inputs it finished; an `Err` (e.g.
+/// [`Error::Interrupted`] when the caller pressed Ctrl-C) stops the work and is returned.
+pub type OnBatch<'a> = dyn FnMut(usize) -> Result<()> + 'a;
+
 /// Inputs are tokenized and run in chunks of this many sequences, so the memory that
 /// tokens take stays bounded however many inputs a call has.
 pub const CHUNK: usize = 1024;
@@ -93,14 +97,14 @@ pub const CHUNK: usize = 1024;
 /// Scores `n` inputs: each chunk of [`CHUNK`] inputs is tokenized (`tokenize` gets the
 /// input range), sorted by length into batches, and run through `forward` (a batch ->
 /// (batch, width) f32, row-major). Returns the rows in input order, flattened
-/// (n * width). `on_batch` gets each batch's size.
+/// (n * width). `on_batch` gets each batch's size and may stop the run.
 pub fn run_batched(
     n: usize,
     tokenize: &dyn Fn(Range<usize>) -> Result<Vec<Encoding>>,
     batch_size: usize,
     max_batch_tokens: Option<usize>,
     width: usize,
-    on_batch: &mut dyn FnMut(usize),
+    on_batch: &mut OnBatch<'_>,
     forward: &dyn Fn(&[&Encoding]) -> Result<Vec<f32>>,
 ) -> Result<Vec<f32>> {
     if batch_size == 0 {
@@ -126,7 +130,7 @@ pub fn run_batched(
                 let at = (chunk_start + i) * width;
                 out[at..at + width].copy_from_slice(row);
             }
-            on_batch(batch.len());
+            on_batch(batch.len())?;
         }
     }
     Ok(out)

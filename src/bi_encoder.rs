@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use candle_core::{Device, Tensor, D};
 
-use crate::batching::{make_input, run_batched};
+use crate::batching::{make_input, run_batched, OnBatch};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
@@ -204,7 +204,7 @@ impl BiEncoder {
         batch_size: usize,
         max_batch_tokens: Option<usize>,
         normalize: Option<bool>,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut OnBatch<'_>,
     ) -> Result<Embeddings> {
         let tokenize = |range| self.tokenizer.encode_texts(&texts[range]);
         let normalize = normalize.unwrap_or(false) || self.normalize;

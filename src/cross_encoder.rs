@@ -6,7 +6,7 @@ use std::str::FromStr;
 use candle_core::Device;
 use tokenizers::Encoding;
 
-use crate::batching::{make_input, run_batched, CHUNK};
+use crate::batching::{make_input, run_batched, OnBatch, CHUNK};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fast;
@@ -249,7 +249,7 @@ impl CrossEncoder {
             options.batch_size,
             options.max_batch_tokens,
             self.num_labels,
-            &mut |_| {},
+            &mut |_| Ok(()),
             &|batch| self.forward(batch),
         )
     }
@@ -260,7 +260,7 @@ impl CrossEncoder {
         pairs: &[(&str, &str)],
         batch_size: usize,
         max_batch_tokens: Option<usize>,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut OnBatch<'_>,
     ) -> Result<Scores> {
         let tokenize = |range| self.tokenizer.encode_pairs(&pairs[range]);
         let values = run_batched(
@@ -284,7 +284,7 @@ impl CrossEncoder {
         &self,
         pairs: &[(&str, &str)],
         options: &PredictOptions,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut OnBatch<'_>,
     ) -> Result<Scores> {
         let mode = options.long_document;
         if mode == LongDocument::Truncate {
@@ -312,7 +312,7 @@ impl CrossEncoder {
             let flat: Vec<Encoding> = windows.into_iter().flatten().collect();
             let logits = self.forward_encodings(&flat, options)?;
             values.extend(mode.aggregate(&logits, &counts, self.num_labels));
-            on_batch(chunk.len());
+            on_batch(chunk.len())?;
         }
         Ok(Scores {
             values,
@@ -329,7 +329,7 @@ impl CrossEncoder {
         query: &str,
         pairs: &[(&str, &str)],
         options: &PredictOptions,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut OnBatch<'_>,
     ) -> Result<Vec<f64>> {
         if !matches!(self.num_labels, 1 | 2) {
             return Err(Error::invalid(format!(
@@ -347,7 +347,7 @@ impl CrossEncoder {
                 [l0, l1] => 1.0 / (1.0 + ((*l0 - *l1) as f64).exp()),
                 _ => unreachable!("num_labels checked above"),
             }));
-            on_batch(chunk.len());
+            on_batch(chunk.len())?;
         }
         Ok(probabilities)
     }
@@ -357,7 +357,7 @@ impl CrossEncoder {
         &self,
         pairs: &[(&str, &str)],
         options: &PredictOptions,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut OnBatch<'_>,
     ) -> Result<Scores> {
         let mut scores = self.window_logits(pairs, options, on_batch)?;
         options
@@ -383,7 +383,7 @@ impl CrossEncoder {
         documents: &[&str],
         top_k: Option<usize>,
         options: &PredictOptions,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut OnBatch<'_>,
     ) -> Result<Vec<(usize, f32)>> {
         if self.num_labels != 1 {
             return Err(Error::invalid(format!(

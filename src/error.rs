@@ -31,6 +31,10 @@ pub enum Error {
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
+
+    /// The caller asked the work to stop (Ctrl-C in Python: `KeyboardInterrupt`).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {

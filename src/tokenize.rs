@@ -16,7 +16,11 @@ use crate::models::Family;
 use crate::source::ModelSource;
 
 pub struct TextTokenizer {
+    /// Truncates single texts to `max_length`.
     inner: Tokenizer,
+    /// The same tokenizer without truncation: pairs, windows and duo inputs are cut here
+    /// (see [`longest_first`]) and then post-processed.
+    plain: Tokenizer,
     max_length: usize,
 }
 
@@ -42,22 +46,69 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::invalid(format!("max_length {max_length}: {e}")))?;
-        Ok(Self { inner, max_length })
+        let mut plain = inner.clone();
+        plain
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Self {
+            inner,
+            plain,
+            max_length,
+        })
+    }
+
+    fn error(&self, e: tokenizers::Error) -> Error {
+        Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
+    }
+
+    /// Special tokens the tokenizer adds around one text (`pair` false) or two.
+    fn added_tokens(&self, pair: bool) -> usize {
+        self.plain
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(pair))
     }
 
     pub fn max_length(&self) -> usize {
         self.max_length
     }
 
+    /// `[CLS] a [SEP] b [SEP]` inputs within `max_length`, cut longest-first.
+    ///
+    /// The tokenizers crate's own pair truncation (0.23.2) hands the odd token of an odd
+    /// budget to the shorter text when both texts must be cut; the tokenizers that
+    /// transformers and sentence-transformers call give it to the longer one. So the two
+    /// texts are encoded alone, cut here by [`longest_first`] (the reference's rule), and
+    /// then post-processed: token ids equal the Hugging Face batch call's in every case.
     pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
+        let budget = self.pair_budget()?;
         pairs
             .par_iter()
-            .map(|&(a, b)| {
-                self.inner
-                    .encode_fast((a, b), true)
-                    .map_err(|e| Error::Tokenizer(format!("{e} (max_length {})", self.max_length)))
-            })
+            .map(|&(a, b)| self.encode_pair(a, b, budget))
             .collect()
+    }
+
+    /// Tokens left for the two texts of a pair once the special tokens are placed.
+    fn pair_budget(&self) -> Result<usize> {
+        let specials = self.added_tokens(true);
+        self.max_length.checked_sub(specials).ok_or_else(|| {
+            Error::invalid(format!(
+                "max_length {} is shorter than the {specials} special tokens of a pair",
+                self.max_length
+            ))
+        })
+    }
+
+    fn encode_pair(&self, a: &str, b: &str, budget: usize) -> Result<Encoding> {
+        let mut a = self.plain.encode_fast(a, false).map_err(|e| self.error(e))?;
+        let mut b = self.plain.encode_fast(b, false).map_err(|e| self.error(e))?;
+        let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
+        for (text, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
+            text.truncate(keep, 0, TruncationDirection::Right);
+            text.take_overflowing();
+        }
+        self.plain
+            .post_process(a, Some(b), true)
+            .map_err(|e| self.error(e))
     }
 
     /// Each pair as overlapping windows over the document (`stride` tokens shared by
@@ -74,36 +125,25 @@ impl TextTokenizer {
         pairs: &[(&str, &str)],
         stride: usize,
     ) -> Result<Vec<Vec<Encoding>>> {
-        let mut plain = self.inner.clone();
-        plain
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let specials = plain
-            .get_post_processor()
-            .map_or(0, |p| p.added_tokens(true));
-        let tokenizer_error = |e: tokenizers::Error| {
-            Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
-        };
+        let pair_budget = self.pair_budget()?;
+        let specials = self.added_tokens(true);
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                let query = plain.encode(a, false).map_err(tokenizer_error)?;
+                let query = self.plain.encode_fast(a, false).map_err(|e| self.error(e))?;
                 let budget = self.max_length.saturating_sub(specials + query.len());
                 if budget <= stride {
-                    return Ok(vec![self
-                        .inner
-                        .encode_fast((a, b), true)
-                        .map_err(tokenizer_error)?]);
+                    return Ok(vec![self.encode_pair(a, b, pair_budget)?]);
                 }
-                let mut document = plain.encode(b, false).map_err(tokenizer_error)?;
+                let mut document = self.plain.encode_fast(b, false).map_err(|e| self.error(e))?;
                 document.truncate(budget, stride, TruncationDirection::Right);
                 let rest = document.take_overflowing();
                 std::iter::once(document)
                     .chain(rest)
                     .map(|window| {
-                        plain
+                        self.plain
                             .post_process(query.clone(), Some(window), true)
-                            .map_err(tokenizer_error)
+                            .map_err(|e| self.error(e))
                     })
                     .collect()
             })
@@ -117,19 +157,12 @@ impl TextTokenizer {
     /// half of `max_length`, then the longer of `a` and `b` is cut first (longest-first), so
     /// both documents stay in the input.
     pub fn encode_duos(&self, query: &str, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
-        let tokenizer_error = |e: tokenizers::Error| {
-            Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
-        };
-        let mut plain = self.inner.clone();
-        plain
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let separator = pair_separator(&plain).map_err(tokenizer_error)?;
-        let specials = plain
-            .get_post_processor()
-            .map_or(0, |p| p.added_tokens(true))
-            + separator.len();
-        let mut query = plain.encode(query, false).map_err(tokenizer_error)?;
+        let separator = pair_separator(&self.plain).map_err(|e| self.error(e))?;
+        let specials = self.added_tokens(true) + separator.len();
+        let mut query = self
+            .plain
+            .encode_fast(query, false)
+            .map_err(|e| self.error(e))?;
         query.truncate(self.max_length / 2, 0, TruncationDirection::Right);
         query.take_overflowing();
         let budget = self
@@ -145,17 +178,17 @@ impl TextTokenizer {
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                let mut a = plain.encode(a, false).map_err(tokenizer_error)?;
-                let mut b = plain.encode(b, false).map_err(tokenizer_error)?;
+                let mut a = self.plain.encode_fast(a, false).map_err(|e| self.error(e))?;
+                let mut b = self.plain.encode_fast(b, false).map_err(|e| self.error(e))?;
                 let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
                 for (doc, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
                     doc.truncate(keep, 0, TruncationDirection::Right);
                     doc.take_overflowing();
                 }
                 let second = Encoding::merge([a, separator.clone(), b], false);
-                plain
+                self.plain
                     .post_process(query.clone(), Some(second), true)
-                    .map_err(tokenizer_error)
+                    .map_err(|e| self.error(e))
             })
             .collect()
     }
@@ -163,11 +196,7 @@ impl TextTokenizer {
     pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
         texts
             .par_iter()
-            .map(|&t| {
-                self.inner
-                    .encode_fast(t, true)
-                    .map_err(|e| Error::Tokenizer(format!("{e} (max_length {})", self.max_length)))
-            })
+            .map(|&t| self.inner.encode_fast(t, true).map_err(|e| self.error(e)))
             .collect()
     }
 }
@@ -197,8 +226,9 @@ fn pair_separator(tokenizer: &Tokenizer) -> tokenizers::Result<Encoding> {
 }
 
 /// How many tokens of two texts of lengths `a` and `b` to keep within `budget`, cutting
-/// the longer one first, with tokenizers' `LongestFirst` rounding (when both are cut, the
-/// longer one, or `b` on a tie, keeps the odd token).
+/// the longer one first, as Hugging Face tokenizers' `LongestFirst` does it for
+/// transformers: when both are cut, each keeps half the budget and the longer one (`b`
+/// on a tie) keeps the odd token.
 fn longest_first(a: usize, b: usize, budget: usize) -> (usize, usize) {
     let (short, long) = (a.min(b), a.max(b));
     let (short, long) = if short + long <= budget {

@@ -47,7 +47,7 @@ def test_single_pair_gives_float(ce):
         ([("q", None)], TypeError, r"sentences\[0\]\[1\] is None"),
         ([("a", "b", "c")], ValueError, r"sentences\[0\] has 3 elements"),
         ([("a",)], ValueError, r"sentences\[0\] has 1 elements"),
-        ([{"q": "d"}], TypeError, r"sentences\[0\] must be a \(query, document\) tuple or list, got dict"),
+        ([{"q": "d"}], TypeError, r"sentences\[0\] must be a \(query, document\) pair \(tuple, list or array of 2 str\), got dict"),
         (["q", "d", "e"], ValueError, "a single pair must have 2 elements"),
     ],
 )

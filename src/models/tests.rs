@@ -188,7 +188,7 @@ fn predict(ce: &CrossEncoder, pairs: &[(&str, &str)], batch_size: usize) -> Vec<
         batch_size,
         ..Default::default()
     };
-    ce.predict(pairs, &options, &mut |_| {}).unwrap().values
+    ce.predict(pairs, &options, &mut |_| Ok(())).unwrap().values
 }
 
 fn assert_close(a: &[f32], b: &[f32], tol: f32) {
@@ -292,13 +292,13 @@ fn bi_encoder_mean_pooling_and_normalization() {
     };
     let be = BiEncoder::load(dir.path().to_str().unwrap(), &options).unwrap();
     let texts = ["flow over a flat plate", "lift", "the wing in heat"];
-    let emb = be.encode(&texts, 2, None, None, &mut |_| {}).unwrap();
+    let emb = be.encode(&texts, 2, None, None, &mut |_| Ok(())).unwrap();
     assert_eq!(emb.dim, HIDDEN);
     for row in emb.values.chunks(HIDDEN) {
         let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
     }
-    let alone = be.encode(&texts[1..2], 1, None, None, &mut |_| {}).unwrap();
+    let alone = be.encode(&texts[1..2], 1, None, None, &mut |_| Ok(())).unwrap();
     assert_close(&alone.values, &emb.values[HIDDEN..2 * HIDDEN], 1e-5);
 }
 
@@ -489,7 +489,7 @@ fn candle_engine_equals_cpu_engine() {
             ..Default::default()
         };
         let embed = |be: BiEncoder| {
-            be.encode(&texts, 2, None, None, &mut |_| {})
+            be.encode(&texts, 2, None, None, &mut |_| Ok(()))
                 .unwrap()
                 .values
         };

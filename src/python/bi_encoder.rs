@@ -12,7 +12,7 @@ use super::asyncio::run_in_executor;
 use super::errors::{load_error, to_py};
 use super::inputs::{extract_texts, hub_options, model_path, optional_positive, positive};
 use super::progress::Progress;
-use super::threads::detach;
+use super::threads::{detach, detach_interruptible};
 use crate::bi_encoder::{BiEncoder, BiEncoderOptions, Pooling};
 use crate::precision::Precision;
 use crate::similarity::cosine_matrix;
@@ -137,17 +137,20 @@ impl PyBiEncoder {
         let progress = Progress::new(py, show_progress_bar, borrowed.len(), "Encoding", "text")?;
         let inner = &self.inner;
         let max_tokens = self.args.max_batch_tokens;
-        let result = detach(py, || {
+        let result = detach_interruptible(py, |interrupt| {
             inner.encode(
                 &borrowed,
                 batch_size,
                 max_tokens,
                 normalize_embeddings,
-                &mut |n| progress.update(n),
+                &mut |n| {
+                    progress.update(n);
+                    interrupt.check()
+                },
             )
         });
         progress.close(py);
-        let emb = result.map_err(to_py)?;
+        let emb = result?.map_err(to_py)?;
         let (n, dim) = (borrowed.len(), emb.dim);
         if !convert_to_numpy {
             let rows: Vec<Vec<f32>> = emb.values.chunks(dim).map(<[f32]>::to_vec).collect();

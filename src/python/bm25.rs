@@ -130,6 +130,8 @@ impl PyBm25 {
         for chunk in queries.chunks(256) {
             results.extend(detach(py, || self.inner.search_batch(chunk, top_k)).map_err(to_py)?);
             progress.update(chunk.len());
+            // Ctrl-C between chunks.
+            py.check_signals()?;
         }
         progress.close(py);
         results

@@ -15,7 +15,7 @@ use super::inputs::{
     pair_strings, positive, query_str, PyPair,
 };
 use super::progress::Progress;
-use super::threads::detach;
+use super::threads::{detach, detach_interruptible};
 use crate::batching::CHUNK;
 use crate::cross_encoder::{
     rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
@@ -117,9 +117,12 @@ impl PyCrossEncoder {
                 .map(|(a, b)| (a.as_str(), b.as_str()))
                 .collect();
             let inner = &self.inner;
-            let scores = detach(py, || {
-                inner.predict(&borrowed, options, &mut |n| progress.update(n))
-            })
+            let scores = detach_interruptible(py, |interrupt| {
+                inner.predict(&borrowed, options, &mut |n| {
+                    progress.update(n);
+                    interrupt.check()
+                })
+            })?
             .map_err(to_py)?;
             all.values.extend(scores.values);
         }
@@ -318,11 +321,14 @@ impl PyCrossEncoder {
             .collect();
         let progress = Progress::new(py, show_progress_bar, pairs.len(), "Comparing", "pair")?;
         let inner = &self.inner;
-        let result = detach(py, || {
-            inner.compare(&query, &borrowed, &options, &mut |n| progress.update(n))
+        let result = detach_interruptible(py, |interrupt| {
+            inner.compare(&query, &borrowed, &options, &mut |n| {
+                progress.update(n);
+                interrupt.check()
+            })
         });
         progress.close(py);
-        Ok(PyArray1::from_vec(py, result.map_err(to_py)?))
+        Ok(PyArray1::from_vec(py, result?.map_err(to_py)?))
     }
 
     /// ``await ce.apredict(...)``: :meth:`predict` on the running loop's default executor.

@@ -1,6 +1,8 @@
 //! Maps the core's errors onto the Python exceptions users expect.
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError,
+};
 use pyo3::PyErr;
 
 use crate::error::Error;
@@ -15,6 +17,7 @@ pub fn to_py(err: Error) -> PyErr {
         Error::NotFound(_) => PyFileNotFoundError::new_err(message),
         Error::Io(_) => PyOSError::new_err(message),
         Error::Candle(_) => PyRuntimeError::new_err(message),
+        Error::Interrupted => PyKeyboardInterrupt::new_err(message),
     }
 }
 

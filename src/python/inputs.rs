@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PySet, PyString, PyTuple};
 
 use crate::source::HubOptions;
 
@@ -36,8 +36,19 @@ fn items<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, Py
     iter.collect()
 }
 
+/// A pair may be any ordered sequence of two str, as sentence-transformers takes it: a
+/// tuple, a list, a row of a 2-D numpy array of str. Unordered collections and mappings
+/// are not pairs (which text is the query would be arbitrary).
 fn is_pair_like(obj: &Bound<'_, PyAny>) -> bool {
-    obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return true;
+    }
+    let unordered = obj.is_instance_of::<PyString>()
+        || obj.is_instance_of::<PyBytes>()
+        || obj.is_instance_of::<PyDict>()
+        || obj.is_instance_of::<PySet>()
+        || obj.is_instance_of::<PyFrozenSet>();
+    !unordered && obj.hasattr("__len__").unwrap_or(false) && obj.hasattr("__getitem__").unwrap_or(false)
 }
 
 /// A (query, document) pair of Python str objects, checked but not yet copied.
@@ -90,7 +101,7 @@ pub fn checked_pairs<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Vec<PyPair<'py>>
             }
             if !is_pair_like(item) {
                 return Err(PyTypeError::new_err(format!(
-                    "sentences[{i}] must be a (query, document) tuple or list, got {}",
+                    "sentences[{i}] must be a (query, document) pair (tuple, list or array of 2 str), got {}",
                     type_name(item)
                 )));
             }

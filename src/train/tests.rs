@@ -250,7 +250,7 @@ fn saved_checkpoint_scores_like_the_trainer_in_crossrank() {
     };
     let model = CrossEncoder::load(&out.to_string_lossy(), &options).unwrap();
     let scores = model
-        .predict(PAIRS, &PredictOptions::default(), &mut |_| {})
+        .predict(PAIRS, &PredictOptions::default(), &mut |_| Ok(()))
         .unwrap();
     for (a, b) in scores.values.iter().zip(&expected) {
         assert!((a - b).abs() < 1e-5, "{:?} vs {expected:?}", scores.values);
