@@ -67,9 +67,11 @@ impl Dense {
         })
     }
 
+    /// Quantizes the weights for `Precision::Int8`, unless the CPU has no fast int8
+    /// kernel: then `int8::enabled` warns once and the layer stays f32.
     fn with_precision(self, precision: Precision) -> Self {
         match (precision, self.weight) {
-            (Precision::Int8, Weight::F32(w)) => Self {
+            (Precision::Int8, Weight::F32(w)) if int8::enabled() => Self {
                 weight: Weight::Int8(QuantizedMatrix::quantize(&w, self.out_dim, self.in_dim)),
                 ..self
             },

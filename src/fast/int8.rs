@@ -9,22 +9,69 @@
 //!
 //! `y[i, j] = x_scale[i] * w_scale[j] * (acc[i, j] - zero[i] * sum_k q_w[j, k]) + bias[j]`
 //!
-//! The kernel uses AVX-512 VNNI (`vpdpbusd`: 64 u8 x i8 products per instruction, four
-//! times the multiply-adds of an f32 FMA); no maintained Rust crate offers an int8 GEMM,
-//! hence this file. CPUs without VNNI run a portable kernel with the same arithmetic.
+//! No maintained Rust crate offers an int8 GEMM, hence this file. `isa::Int8Kernel`
+//! picks one of four kernels, which all compute the same i32 sums (exactly: no
+//! intermediate saturates), so scores are bit for bit the same on every x86 level:
+//!
+//! - AVX-512 VNNI: `vpdpbusd`, 64 u8 x i8 products into 16 i32 per instruction.
+//! - AVX-VNNI: the same instruction on 256-bit vectors (Alder Lake and later, Zen 5).
+//! - AVX2: `vpmaddwd` on operands widened to i16: weights are packed as i16 at load,
+//!   activations widened once per row chunk. 16 exact products per instruction, plus a
+//!   `vpaddd` to accumulate. The usual AVX2 int8 idiom, `vpmaddubsw` (u8 x i8, 32
+//!   products) then `vpmaddwd` by ones, saturates its i16 pair sums: 2 * 255 * 127
+//!   exceeds 32767, so it is exact only if weights drop to -63..=63 or activations to
+//!   0..=127, a coarser quantization on this path alone. Splitting one operand into two
+//!   halves to stay exact costs two `vpmaddubsw`, two `vpmaddwd` and two adds per 32
+//!   products, i.e. 6 instructions where the i16 route takes 4, so the i16 route is
+//!   both exact and no slower by instruction count. Its broadcast operand is a plain
+//!   32-bit load (two i16 activations), as in the VNNI kernels; widening in registers
+//!   would put a shuffle on every row of every step.
+//! - Portable: scalar loops over the unpacked (in, out) weights, for CPUs without AVX2
+//!   and for testing. Many times slower than the f32 path, so `precision="int8"` runs
+//!   f32 instead on such CPUs (`enabled`) unless `CROSSRANK_ISA=scalar` forced it.
+
+use std::sync::Once;
 
 use rayon::prelude::*;
 
-/// Output columns per packed panel: four 16-lane vectors.
+use super::isa::{self, F32Kernel, Int8Kernel};
+
+/// Output columns per packed panel of the AVX-512 kernel: four 16-lane vectors.
 const NR: usize = 64;
-/// Rows per micro-kernel call: 6 x 4 accumulators + 4 weight vectors + 1 broadcast fit in
-/// the 32 vector registers.
+/// Output columns per packed panel of the 256-bit kernels: two 8-lane vectors.
+const NR_YMM: usize = 16;
+/// Rows per micro-kernel call. AVX-512: 6 x 4 accumulators + 4 weight vectors + 1
+/// broadcast fit in the 32 vector registers; 256-bit: 6 x 2 accumulators + 2 weight
+/// vectors + 1 broadcast + 1 product fit in 16.
 const MR: usize = 6;
 
-/// An (out, in) weight matrix in int8, packed for the kernel: for each panel of `NR`
-/// output columns and each group of 4 input positions, `NR` x 4 consecutive bytes
-/// (column-major over the group), which is the operand layout of `vpdpbusd`.
+/// How a kernel wants the weights: panels of `nr` output columns; in a panel, per step
+/// of `k_step` input positions, `nr` x `k_step` consecutive values (column-major over
+/// the step), each an i8, or when `wide` a little-endian i16 (two bytes). A step is 4
+/// bytes of every column, which is the operand layout of `vpdpbusd` (4 x i8) and of
+/// `vpmaddwd` (2 x i16); the broadcast activation operand is 4 bytes of a row likewise.
+#[derive(Clone, Copy)]
+struct Layout {
+    nr: usize,
+    k_step: usize,
+    wide: bool,
+}
+
+fn layout(kernel: Int8Kernel) -> Layout {
+    let (nr, k_step, wide) = match kernel {
+        Int8Kernel::Avx512Vnni => (NR, 4, false),
+        Int8Kernel::AvxVnni => (NR_YMM, 4, false),
+        Int8Kernel::Avx2 => (NR_YMM, 2, true),
+        // Panels only split the work; nothing is packed.
+        Int8Kernel::Portable => (NR, 4, false),
+    };
+    Layout { nr, k_step, wide }
+}
+
+/// An (out, in) weight matrix in int8, packed for the kernel chosen at quantization
+/// (see `Layout`).
 pub struct QuantizedMatrix {
+    /// Empty for the portable kernel, which reads `transposed`.
     packed: Vec<i8>,
     /// Per output column, padded to a whole panel (zeros).
     scale: Vec<f32>,
@@ -34,16 +81,30 @@ pub struct QuantizedMatrix {
     transposed: Vec<i8>,
     in_dim: usize,
     out_dim: usize,
+    /// Input positions / 4, rounded up: the padded depth is `groups * 4`.
     groups: usize,
+    kernel: Int8Kernel,
 }
 
 impl QuantizedMatrix {
-    /// `weight` in PyTorch's (out, in) row-major layout.
+    /// `weight` in PyTorch's (out, in) row-major layout, for `Int8Kernel::detect()`.
     pub fn quantize(weight: &[f32], out_dim: usize, in_dim: usize) -> Self {
+        Self::quantize_for(weight, out_dim, in_dim, Int8Kernel::detect())
+    }
+
+    /// As `quantize`, packed for `kernel`, which `matmul` will run.
+    ///
+    /// # Panics
+    /// If the CPU cannot run `kernel`: calling it would be undefined behaviour.
+    fn quantize_for(weight: &[f32], out_dim: usize, in_dim: usize, kernel: Int8Kernel) -> Self {
         assert_eq!(weight.len(), out_dim * in_dim, "weight shape");
+        assert!(
+            kernel.supported(),
+            "{kernel:?} int8 kernel on a CPU without it"
+        );
         let groups = in_dim.div_ceil(4);
+        // Padded to a whole panel of the widest layout, which covers every layout.
         let panels = out_dim.div_ceil(NR);
-        let mut packed = vec![0i8; panels * groups * NR * 4];
         let mut scale = vec![0f32; panels * NR];
         let mut col_sum = vec![0f32; panels * NR];
         let mut transposed = vec![0i8; in_dim * out_dim];
@@ -58,16 +119,18 @@ impl QuantizedMatrix {
             });
             let s = if max == 0.0 { 1.0 } else { max / 127.0 };
             scale[j] = s;
-            let (panel, lane) = (j / NR, j % NR);
             let mut sum = 0i32;
             for (k, &v) in row.iter().enumerate() {
                 let q = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
                 sum += q as i32;
-                packed[((panel * groups + k / 4) * NR + lane) * 4 + k % 4] = q;
                 transposed[k * out_dim + j] = q;
             }
             col_sum[j] = sum as f32;
         }
+        let packed = match kernel {
+            Int8Kernel::Portable => Vec::new(),
+            _ => pack(&transposed, in_dim, out_dim, groups, layout(kernel)),
+        };
         Self {
             packed,
             scale,
@@ -76,6 +139,7 @@ impl QuantizedMatrix {
             in_dim,
             out_dim,
             groups,
+            kernel,
         }
     }
 
@@ -87,10 +151,68 @@ impl QuantizedMatrix {
         self.out_dim
     }
 
-    fn panel(&self, p: usize) -> &[i8] {
-        let size = self.groups * NR * 4;
-        &self.packed[p * size..(p + 1) * size]
+    /// The kernel the matrix is packed for.
+    pub fn kernel(&self) -> Int8Kernel {
+        self.kernel
     }
+
+    /// Panel `p` of the packed weights (empty for the portable kernel).
+    fn panel(&self, p: usize) -> &[i8] {
+        let lay = layout(self.kernel);
+        let size = self.groups * 4 * lay.nr * if lay.wide { 2 } else { 1 };
+        self.packed.get(p * size..(p + 1) * size).unwrap_or(&[])
+    }
+}
+
+/// Packs `transposed` ((in, out) row-major) into `lay`; padding (columns past
+/// `out_dim`, positions past `in_dim`) is zero.
+fn pack(transposed: &[i8], in_dim: usize, out_dim: usize, groups: usize, lay: Layout) -> Vec<i8> {
+    let width = if lay.wide { 2 } else { 1 };
+    let steps = groups * 4 / lay.k_step;
+    let mut packed = vec![0i8; out_dim.div_ceil(lay.nr) * lay.nr * groups * 4 * width];
+    for (k, row) in transposed
+        .chunks_exact(out_dim.max(1))
+        .take(in_dim)
+        .enumerate()
+    {
+        let (step, e) = (k / lay.k_step, k % lay.k_step);
+        for (j, &q) in row.iter().enumerate() {
+            let (panel, lane) = (j / lay.nr, j % lay.nr);
+            let at = (((panel * steps + step) * lay.nr + lane) * lay.k_step + e) * width;
+            if lay.wide {
+                let [lo, hi] = (q as i16).to_le_bytes();
+                packed[at] = lo as i8;
+                packed[at + 1] = hi as i8;
+            } else {
+                packed[at] = q;
+            }
+        }
+    }
+    packed
+}
+
+/// Whether this CPU has an int8 kernel faster than the f32 path (`Int8Kernel::is_fast`).
+pub fn fast_kernel_available() -> bool {
+    Int8Kernel::detect().is_fast()
+}
+
+/// Whether `precision="int8"` should quantize the linear layers: yes with a fast kernel,
+/// or when `CROSSRANK_ISA=scalar` asked for the portable one (to test it). Otherwise
+/// the portable kernel would run, many times slower than the f32 path it is meant to
+/// speed up, so this warns (once per process) and the caller runs float32.
+pub fn enabled() -> bool {
+    if fast_kernel_available() || isa::forced_scalar() {
+        return true;
+    }
+    static WARNING: Once = Once::new();
+    WARNING.call_once(|| {
+        eprintln!(
+            "crossrank: precision=\"int8\" needs AVX2, AVX-VNNI or AVX-512 VNNI, which this \
+             CPU lacks (or {} excludes); running float32 instead",
+            isa::ENV
+        )
+    });
+    false
 }
 
 /// Activations quantized per row; kept in the forward pass's workspace and reused.
@@ -174,15 +296,24 @@ const LANES: usize = 16;
 
 fn quantize_block(b: &mut Block<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-    {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-        unsafe fn avx512(b: &mut Block<'_>) {
-            quantize_block_generic(b)
+    match F32Kernel::detect() {
+        F32Kernel::Avx512 => {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            unsafe fn avx512(b: &mut Block<'_>) {
+                quantize_block_generic(b)
+            }
+            // SAFETY: `detect` checked that the CPU has the features of this copy.
+            return unsafe { avx512(b) };
         }
-        // SAFETY: the CPU has the features the copy was compiled for.
-        return unsafe { avx512(b) };
+        F32Kernel::Avx2 => {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2(b: &mut Block<'_>) {
+                quantize_block_generic(b)
+            }
+            // SAFETY: as above.
+            return unsafe { avx2(b) };
+        }
+        F32Kernel::Generic => {}
     }
     quantize_block_generic(b)
 }
@@ -327,41 +458,55 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    let vnni = has_vnni();
+    let kernel = w.kernel;
+    let nr = layout(kernel).nr;
     // Row chunks small enough to share out, large enough to reuse each weight panel
     // (24-96 KB, resident in L1/L2) over many micro-kernel calls.
     let chunk_rows = (m.div_ceil(threads.max(1) * 4)).div_ceil(MR).clamp(1, 16) * MR;
     let run = |(c, out): (usize, &mut [f32])| {
         let row0 = c * chunk_rows;
         let rows = out.len() / n;
-        for p in 0..n.div_ceil(NR) {
+        let codes = &a.data[row0 * a.stride..(row0 + rows) * a.stride];
+        // The AVX2 kernel multiplies i16: the chunk's codes are widened once (to
+        // little-endian i16, 0..=255), for every panel. A step is then 2 inputs.
+        let widened: Vec<u8>;
+        let (data, stride, steps) = if kernel == Int8Kernel::Avx2 {
+            widened = codes.iter().flat_map(|&v| [v, 0]).collect();
+            (&widened[..], 2 * a.stride, 2 * w.groups)
+        } else {
+            (codes, a.stride, w.groups)
+        };
+        for p in 0..n.div_ceil(nr) {
             let panel = w.panel(p);
-            let cols = (n - p * NR).min(NR);
+            let cols = (n - p * nr).min(nr);
             let mut r = 0;
             while r < rows {
                 let block = (rows - r).min(MR);
                 let tile = Tile {
-                    a: &a.data[(row0 + r) * a.stride..],
-                    stride: a.stride,
+                    a: &data[r * stride..],
+                    stride,
                     a_scale: &a.scale[row0 + r..row0 + r + block],
                     a_zero: &a.zero[row0 + r..row0 + r + block],
                     panel,
-                    groups: w.groups,
-                    w_scale: &w.scale[p * NR..(p + 1) * NR],
-                    col_sum: &w.col_sum[p * NR..(p + 1) * NR],
-                    bias: &bias[p * NR..p * NR + cols],
-                    out: &mut out[r * n + p * NR..],
+                    steps,
+                    w_scale: &w.scale[p * nr..(p + 1) * nr],
+                    col_sum: &w.col_sum[p * nr..(p + 1) * nr],
+                    bias: &bias[p * nr..p * nr + cols],
+                    out: &mut out[r * n + p * nr..],
                     out_stride: n,
                     cols,
                 };
-                if vnni {
+                // SAFETY (SIMD kernels): `quantize_for` checked that the CPU runs the
+                // matrix's kernel; `Tile` bounds were sliced above, and the kernels
+                // assert them before any unchecked load.
+                match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `has_vnni` checked the CPU; `Tile` bounds were sliced above.
-                    unsafe {
-                        vnni::tile(tile, block)
-                    };
-                } else {
-                    portable_tile(tile, block);
+                    Int8Kernel::Avx512Vnni => unsafe { vnni::tile(tile, block) },
+                    #[cfg(target_arch = "x86_64")]
+                    Int8Kernel::AvxVnni => unsafe { ymm::avxvnni_tile(tile, block) },
+                    #[cfg(target_arch = "x86_64")]
+                    Int8Kernel::Avx2 => unsafe { ymm::avx2_tile(tile, block) },
+                    _ => portable_tile(tile, block, w, p * nr),
                 }
                 r += block;
             }
@@ -424,30 +569,50 @@ fn add_outliers(row: &mut [f32], outliers: &[(u32, u32, f32)], transposed: &[i8]
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-        unsafe fn avx512(
-            row: &mut [f32],
-            outliers: &[(u32, u32, f32)],
-            transposed: &[i8],
-            scale: &[f32],
-        ) {
-            generic(row, outliers, transposed, scale)
+    match F32Kernel::detect() {
+        F32Kernel::Avx512 => {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            unsafe fn avx512(
+                row: &mut [f32],
+                outliers: &[(u32, u32, f32)],
+                transposed: &[i8],
+                scale: &[f32],
+            ) {
+                generic(row, outliers, transposed, scale)
+            }
+            // SAFETY: `detect` checked that the CPU has the features of this copy.
+            return unsafe { avx512(row, outliers, transposed, scale) };
         }
-        // SAFETY: the CPU has the features the copy was compiled for.
-        return unsafe { avx512(row, outliers, transposed, scale) };
+        F32Kernel::Avx2 => {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2(
+                row: &mut [f32],
+                outliers: &[(u32, u32, f32)],
+                transposed: &[i8],
+                scale: &[f32],
+            ) {
+                generic(row, outliers, transposed, scale)
+            }
+            // SAFETY: as above.
+            return unsafe { avx2(row, outliers, transposed, scale) };
+        }
+        F32Kernel::Generic => {}
     }
     generic(row, outliers, transposed, scale)
 }
 
-/// One micro-kernel call: up to `MR` rows by one panel of up to `NR` columns.
+/// One micro-kernel call: up to `MR` rows by one panel of up to `nr` columns.
 struct Tile<'a> {
+    /// The first row's activation codes: u8, or for the AVX2 kernel little-endian i16.
     a: &'a [u8],
+    /// Bytes from one row of `a` to the next.
     stride: usize,
     a_scale: &'a [f32],
     a_zero: &'a [f32],
+    /// The panel's packed weights (empty for the portable kernel).
     panel: &'a [i8],
-    groups: usize,
+    /// Steps over the depth; each reads 4 bytes of every row of `a`.
+    steps: usize,
     w_scale: &'a [f32],
     col_sum: &'a [f32],
     bias: &'a [f32],
@@ -456,31 +621,23 @@ struct Tile<'a> {
     cols: usize,
 }
 
-pub fn has_vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// The same arithmetic as the VNNI kernel, one value at a time.
-fn portable_tile(t: Tile<'_>, rows: usize) {
+/// The integer sums of the SIMD kernels, one product at a time, from `w.transposed`
+/// (the panel starts at column `col0`); the same epilogue. `t.a` holds u8 codes.
+fn portable_tile(t: Tile<'_>, rows: usize, w: &QuantizedMatrix, col0: usize) {
+    let n = w.out_dim;
     for r in 0..rows {
-        let a = &t.a[r * t.stride..][..t.groups * 4];
-        for j in 0..t.cols {
-            let mut acc = 0i32;
-            for (g, a4) in a.chunks_exact(4).enumerate() {
-                let w4 = &t.panel[(g * NR + j) * 4..][..4];
-                for (&x, &w) in a4.iter().zip(w4) {
-                    acc += x as i32 * w as i32;
-                }
+        let a = &t.a[r * t.stride..][..w.in_dim];
+        let mut acc = [0i32; NR];
+        let acc = &mut acc[..t.cols];
+        // Row-wise over the weights so the inner loop runs along contiguous columns.
+        for (k, &x) in a.iter().enumerate() {
+            let column = &w.transposed[k * n + col0..][..t.cols];
+            for (acc, &q) in acc.iter_mut().zip(column) {
+                // Wrapping, as the SIMD adds (reachable only past 66 000 inputs).
+                *acc = acc.wrapping_add(x as i32 * q as i32);
             }
+        }
+        for (j, &acc) in acc.iter().enumerate() {
             let centered = (-t.a_zero[r]).mul_add(t.col_sum[j], acc as f32);
             t.out[r * t.out_stride + j] = centered.mul_add(t.a_scale[r] * t.w_scale[j], t.bias[j]);
         }
@@ -511,13 +668,13 @@ mod vnni {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn kernel<const R: usize>(t: Tile<'_>) {
-        assert!(t.a.len() >= (R - 1) * t.stride + t.groups * 4);
-        assert!(t.panel.len() >= t.groups * NR * 4);
+        assert!(t.a.len() >= (R - 1) * t.stride + t.steps * 4);
+        assert!(t.panel.len() >= t.steps * NR * 4);
         assert!(t.out.len() >= (R - 1) * t.out_stride + t.cols);
         let mut acc = [[_mm512_setzero_si512(); 4]; R];
         let a = t.a.as_ptr();
         let b = t.panel.as_ptr();
-        for g in 0..t.groups {
+        for g in 0..t.steps {
             // SAFETY (all loads): in bounds by the asserts above.
             let bg = b.add(g * NR * 4);
             let w = [
@@ -558,6 +715,114 @@ mod vnni {
     }
 }
 
+/// The 256-bit kernels: one body, two multiply-accumulate steps. Per step, every row
+/// broadcasts 4 bytes (4 u8 codes for AVX-VNNI, 2 i16 for AVX2) against 64 bytes of the
+/// panel (16 columns: two vectors of 8 i32 sums).
+#[cfg(target_arch = "x86_64")]
+mod ymm {
+    use super::{Tile, MR, NR_YMM};
+    use std::arch::x86_64::*;
+
+    /// Panel bytes per step.
+    const STEP_BYTES: usize = 64;
+
+    /// `acc + x * w`, pairs of i16 products summed into i32: exact, as |2 * 255 * 127|
+    /// is far inside i32 (the i16 operands themselves cannot overflow: 0..=255, ±127).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn madd_step(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(x, w))
+    }
+
+    /// `acc + x * w`, quads of u8 (x) x i8 (w) products summed into i32, exactly.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    fn dpbusd_step(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, x, w)
+    }
+
+    macro_rules! ymm_kernel {
+        ($tile:ident, $kernel:ident, #[$features:meta], $step:ident) => {
+            /// Dispatches on the row count so each kernel's accumulators stay in
+            /// registers.
+            ///
+            /// # Safety
+            /// The CPU must have the features this is compiled for; `t`'s slices must
+            /// cover `rows` rows.
+            #[$features]
+            pub unsafe fn $tile(t: Tile<'_>, rows: usize) {
+                match rows {
+                    1 => $kernel::<1>(t),
+                    2 => $kernel::<2>(t),
+                    3 => $kernel::<3>(t),
+                    4 => $kernel::<4>(t),
+                    5 => $kernel::<5>(t),
+                    _ => $kernel::<MR>(t),
+                }
+            }
+
+            #[inline]
+            #[$features]
+            unsafe fn $kernel<const R: usize>(t: Tile<'_>) {
+                assert!(t.a.len() >= (R - 1) * t.stride + t.steps * 4);
+                assert!(t.panel.len() >= t.steps * STEP_BYTES);
+                assert!(t.cols <= NR_YMM && t.a_scale.len() >= R && t.a_zero.len() >= R);
+                let mut acc = [[_mm256_setzero_si256(); 2]; R];
+                let a = t.a.as_ptr();
+                let b = t.panel.as_ptr();
+                for s in 0..t.steps {
+                    // SAFETY (all loads): in bounds by the asserts above.
+                    let bs = b.add(s * STEP_BYTES);
+                    let w = [
+                        _mm256_loadu_si256(bs as *const __m256i),
+                        _mm256_loadu_si256(bs.add(32) as *const __m256i),
+                    ];
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let x = _mm256_set1_epi32(
+                            (a.add(r * t.stride + s * 4) as *const i32).read_unaligned(),
+                        );
+                        acc[0] = $step(acc[0], x, w[0]);
+                        acc[1] = $step(acc[1], x, w[1]);
+                    }
+                }
+                // The epilogue of `portable_tile`, 8 columns at a time (same fused
+                // operations, so the same rounding). Slices, not pointers: it runs once
+                // per tile.
+                for (r, acc) in acc.iter().enumerate() {
+                    let zero = _mm256_set1_ps(t.a_zero[r]);
+                    let a_scale = _mm256_set1_ps(t.a_scale[r]);
+                    let out = &mut t.out[r * t.out_stride..];
+                    for (c, &acc) in acc.iter().enumerate() {
+                        let start = c * 8;
+                        if start >= t.cols {
+                            break;
+                        }
+                        let len = (t.cols - start).min(8);
+                        let col_sum = _mm256_loadu_ps(t.col_sum[start..start + 8].as_ptr());
+                        let w_scale = _mm256_loadu_ps(t.w_scale[start..start + 8].as_ptr());
+                        let scale = _mm256_mul_ps(a_scale, w_scale);
+                        let centered = _mm256_fnmadd_ps(zero, col_sum, _mm256_cvtepi32_ps(acc));
+                        let mut bias = [0f32; 8];
+                        bias[..len].copy_from_slice(&t.bias[start..start + len]);
+                        let y = _mm256_fmadd_ps(centered, scale, _mm256_loadu_ps(bias.as_ptr()));
+                        let mut y8 = [0f32; 8];
+                        _mm256_storeu_ps(y8.as_mut_ptr(), y);
+                        out[start..start + len].copy_from_slice(&y8[..len]);
+                    }
+                }
+            }
+        };
+    }
+
+    ymm_kernel!(avx2_tile, avx2_kernel, #[target_feature(enable = "avx2,fma")], madd_step);
+    ymm_kernel!(
+        avxvnni_tile,
+        avxvnni_kernel,
+        #[target_feature(enable = "avx2,fma,avxvnni")],
+        dpbusd_step
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,89 +847,120 @@ mod tests {
         out
     }
 
+    /// The kernels this CPU runs, the detected one first.
+    fn kernels() -> Vec<Int8Kernel> {
+        let mut kernels: Vec<_> = Int8Kernel::ALL
+            .into_iter()
+            .filter(|k| k.supported())
+            .collect();
+        kernels.sort_by_key(|&k| k != Int8Kernel::detect());
+        kernels
+    }
+
+    /// `matmul` with `kernel` on seeded inputs; returns it and the f64 reference.
     fn run(
+        kernel: Int8Kernel,
         m: usize,
         k: usize,
         n: usize,
         threads: usize,
-        force_portable: bool,
     ) -> (Vec<f32>, Vec<f32>) {
         let mut seed = (m * 1000 + k * 10 + n) as u64;
         let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 3.0 + 0.5).collect();
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed) * 0.1).collect();
         let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
-        let qw = QuantizedMatrix::quantize(&w, n, k);
+        let qw = QuantizedMatrix::quantize_for(&w, n, k, kernel);
         let mut qx = QuantizedRows::default();
         qx.quantize(&x, m, k);
         let mut out = vec![f32::NAN; m * n];
-        if force_portable {
-            for r in 0..m {
-                for p in 0..n.div_ceil(NR) {
-                    let cols = (n - p * NR).min(NR);
-                    portable_tile(
-                        Tile {
-                            a: &qx.data[r * qx.stride..],
-                            stride: qx.stride,
-                            a_scale: &qx.scale[r..r + 1],
-                            a_zero: &qx.zero[r..r + 1],
-                            panel: qw.panel(p),
-                            groups: qw.groups,
-                            w_scale: &qw.scale[p * NR..],
-                            col_sum: &qw.col_sum[p * NR..],
-                            bias: &bias[p * NR..p * NR + cols],
-                            out: &mut out[r * n + p * NR..],
-                            out_stride: n,
-                            cols,
-                        },
-                        1,
-                    );
-                }
-            }
-        } else {
-            matmul(&mut out, &qx, &qw, &bias, threads);
-        }
+        matmul(&mut out, &qx, &qw, &bias, threads);
         (out, reference(&x, &w, &bias, m, k, n))
     }
 
+    /// m, k, n off every tile size (MR, 4 or 2 inputs per step, 16 / 64 columns).
+    const SHAPES: [(usize, usize, usize); 8] = [
+        (1, 1, 1),
+        (7, 5, 70),
+        (13, 384, 64),
+        (13, 384, 129),
+        (6, 36, 129),
+        (100, 96, 200),
+        (3, 7, 17),
+        (25, 301, 47),
+    ];
+
     #[test]
     fn close_to_f32_for_odd_shapes() {
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (7, 5, 70),
-            (13, 384, 64),
-            (6, 36, 129),
-            (100, 96, 200),
-        ] {
-            for threads in [1, 2] {
-                let (got, want) = run(m, k, n, threads, false);
-                assert!(
-                    got.iter().all(|v| v.is_finite()),
-                    "{m}x{k}x{n}: unwritten output"
-                );
-                // Error of rounding both operands: about sqrt(k) * (x step * |w| + w step * |x|).
-                let tol = 0.02 * (k as f32).sqrt() + 1e-4;
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(worst <= tol, "{m}x{k}x{n}: max error {worst} > {tol}");
+        for kernel in kernels() {
+            for &(m, k, n) in &SHAPES {
+                for threads in [1, 2] {
+                    let (got, want) = run(kernel, m, k, n, threads);
+                    assert!(
+                        got.iter().all(|v| v.is_finite()),
+                        "{kernel:?} {m}x{k}x{n}: unwritten output"
+                    );
+                    // Error of rounding both operands: about sqrt(k) * (x step * |w| + w step * |x|).
+                    let tol = 0.02 * (k as f32).sqrt() + 1e-4;
+                    let worst = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst <= tol,
+                        "{kernel:?} {m}x{k}x{n}: max error {worst} > {tol}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every kernel computes the same exact i32 sums and the same fused epilogue, so
+    /// the outputs are equal bit for bit.
+    #[test]
+    fn simd_kernels_equal_portable_kernel() {
+        let fast: Vec<_> = kernels().into_iter().filter(|k| k.is_fast()).collect();
+        eprintln!("int8 kernels compared with the portable one: {fast:?}");
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            assert!(fast.contains(&Int8Kernel::Avx2));
+        }
+        for &(m, k, n) in &SHAPES {
+            let (portable, _) = run(Int8Kernel::Portable, m, k, n, 1);
+            for &kernel in &fast {
+                for threads in [1, 2] {
+                    let (got, _) = run(kernel, m, k, n, threads);
+                    for (i, (a, b)) in got.iter().zip(&portable).enumerate() {
+                        assert!(
+                            a.to_bits() == b.to_bits(),
+                            "{kernel:?} {m}x{k}x{n} threads {threads}, output {i}: {a} vs {b}"
+                        );
+                    }
+                }
             }
         }
     }
 
     #[test]
-    fn vnni_kernel_equals_portable_kernel() {
-        if !has_vnni() {
-            eprintln!("no AVX-512 VNNI on this CPU: the portable kernel is the only one in use");
+    fn packing_only_for_simd_kernels() {
+        let w: Vec<f32> = (0..3 * 10).map(|i| i as f32 - 15.0).collect();
+        for kernel in kernels() {
+            let q = QuantizedMatrix::quantize_for(&w, 3, 10, kernel);
+            assert_eq!(q.kernel(), kernel);
+            let lay = layout(kernel);
+            let bytes = if kernel.is_fast() {
+                lay.nr * 12 * if lay.wide { 2 } else { 1 }
+            } else {
+                0
+            };
+            assert_eq!(q.packed.len(), bytes, "{kernel:?}");
         }
-        for &(m, k, n) in &[(7, 5, 70), (13, 384, 129)] {
-            let (fast, _) = run(m, k, n, 2, false);
-            let (portable, _) = run(m, k, n, 1, true);
-            for (a, b) in fast.iter().zip(&portable) {
-                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
-            }
-        }
+        assert_eq!(
+            QuantizedMatrix::quantize(&w, 3, 10).kernel(),
+            Int8Kernel::detect()
+        );
+        assert_eq!(enabled(), fast_kernel_available() || isa::forced_scalar());
     }
 
     #[test]
@@ -675,33 +971,43 @@ mod tests {
         let plain: Vec<f32> = (0..k).map(|_| lcg(&mut seed)).collect();
         let mut spiked = plain.clone();
         spiked[99] = 60.0;
-        let qw = QuantizedMatrix::quantize(&w, n, k);
-        let error = |x: &[f32]| {
-            let mut qx = QuantizedRows::default();
-            qx.quantize(x, 1, k);
-            let mut out = vec![0f32; n];
-            matmul(&mut out, &qx, &qw, &vec![0.0; n], 1);
-            let want = reference(x, &w, &vec![0.0; n], 1, k, n);
-            out.iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max)
-        };
-        let (base, spike) = (error(&plain), error(&spiked));
-        // Without the f32 correction the step would grow 30x, and the error with it.
-        assert!(spike < 3.0 * base, "outlier row error {spike} vs {base}");
+        for kernel in kernels() {
+            let qw = QuantizedMatrix::quantize_for(&w, n, k, kernel);
+            let error = |x: &[f32]| {
+                let mut qx = QuantizedRows::default();
+                qx.quantize(x, 1, k);
+                let mut out = vec![0f32; n];
+                matmul(&mut out, &qx, &qw, &vec![0.0; n], 1);
+                let want = reference(x, &w, &vec![0.0; n], 1, k, n);
+                out.iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max)
+            };
+            let (base, spike) = (error(&plain), error(&spiked));
+            // Without the f32 correction the step would grow 30x, and the error with it.
+            assert!(
+                spike < 3.0 * base,
+                "{kernel:?}: outlier row error {spike} vs {base}"
+            );
+        }
     }
 
     #[test]
     fn constant_rows_and_nan() {
         let w = vec![0.5f32; 8 * 4];
-        let qw = QuantizedMatrix::quantize(&w, 4, 8);
-        let mut qx = QuantizedRows::default();
-        let x = [vec![2.0f32; 8], vec![f32::NAN; 1], vec![1.0f32; 7]].concat();
-        qx.quantize(&x, 2, 8);
-        let mut out = vec![0f32; 8];
-        matmul(&mut out, &qx, &qw, &[0.0; 4], 1);
-        assert!(out[..4].iter().all(|v| (v - 8.0).abs() < 1e-4), "{out:?}");
-        assert!(out[4..].iter().all(|v| v.is_nan()), "{out:?}");
+        for kernel in kernels() {
+            let qw = QuantizedMatrix::quantize_for(&w, 4, 8, kernel);
+            let mut qx = QuantizedRows::default();
+            let x = [vec![2.0f32; 8], vec![f32::NAN; 1], vec![1.0f32; 7]].concat();
+            qx.quantize(&x, 2, 8);
+            let mut out = vec![0f32; 8];
+            matmul(&mut out, &qx, &qw, &[0.0; 4], 1);
+            assert!(
+                out[..4].iter().all(|v| (v - 8.0).abs() < 1e-4),
+                "{kernel:?} {out:?}"
+            );
+            assert!(out[4..].iter().all(|v| v.is_nan()), "{kernel:?} {out:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Element-wise and row-wise kernels of the CPU forward pass: bias, GELU, softmax,
 //! LayerNorm. Written as plain loops over slices so the compiler vectorizes them; each
-//! public kernel is compiled for AVX-512 and AVX2 as well and picked at run time.
+//! public kernel is compiled for AVX-512 and AVX2 as well and picked at run time (by
+//! `isa`).
 //!
 //! `exp` and `erf` are polynomial approximations (Cephes `expf`, Abramowitz & Stegun
 //! 7.1.26 `erf`, |error| <= 1.5e-7) because libm's scalar calls do not vectorize and
@@ -8,7 +9,8 @@
 
 use rayon::prelude::*;
 
-/// Compiles `$body` three times (AVX-512, AVX2+FMA, baseline) and dispatches on the CPU.
+/// Compiles `$body` three times (AVX-512, AVX2+FMA, baseline) and runs the copy
+/// `isa::F32Kernel::detect` picks (the CPU's best, unless `CROSSRANK_ISA` caps it).
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$meta])*
@@ -22,13 +24,13 @@ macro_rules! multiversion {
                 unsafe fn avx512($($arg: $ty),*) { generic($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) { generic($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
-                    // SAFETY: the CPU supports the features this copy was compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                match crate::fast::isa::F32Kernel::detect() {
+                    // SAFETY: `detect` checked that the CPU supports the features this
+                    // copy was compiled for.
+                    crate::fast::isa::F32Kernel::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above.
-                    return unsafe { avx2($($arg),*) };
+                    crate::fast::isa::F32Kernel::Avx2 => return unsafe { avx2($($arg),*) },
+                    crate::fast::isa::F32Kernel::Generic => {}
                 }
             }
             generic($($arg),*)

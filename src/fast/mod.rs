@@ -6,6 +6,7 @@
 pub mod encoder;
 pub mod gemm;
 pub mod int8;
+pub mod isa;
 pub mod kernels;
 
 use tokenizers::Encoding;
