@@ -69,12 +69,12 @@ pub fn make_input(
             }
             mask[base + j] = 1.0;
         }
-        for j in 0..seq_len {
-            positions[base + j] = match scheme.roberta_padding_idx {
-                None => j as u32,
-                Some(pad) if j < enc.len() => pad + 1 + j as u32,
-                Some(pad) => pad,
-            };
+        for (j, position) in scheme.positions(enc.get_ids()).enumerate() {
+            positions[base + j] = position;
+        }
+        // Padding: RoBERTa's padding position; BERT's padded positions are masked, any do.
+        for j in enc.len()..seq_len {
+            positions[base + j] = scheme.roberta_padding_idx.unwrap_or(j as u32);
         }
     }
     let shape = (batch, seq_len);

@@ -242,14 +242,21 @@ impl CrossEncoder {
     }
 
     /// Logits of already tokenized inputs, batched as `options` says, in input order.
-    fn forward_encodings(&self, inputs: &[Encoding], options: &PredictOptions) -> Result<Vec<f32>> {
+    /// Logits of ready-made inputs. `on_batch(0)` after each batch lets the caller stop
+    /// the run (its progress counts pairs, not inputs, so it is told of those itself).
+    fn forward_encodings(
+        &self,
+        inputs: &[Encoding],
+        options: &PredictOptions,
+        on_batch: &mut OnBatch<'_>,
+    ) -> Result<Vec<f32>> {
         run_batched(
             inputs.len(),
             &|range| Ok(inputs[range].to_vec()),
             options.batch_size,
             options.max_batch_tokens,
             self.num_labels,
-            &mut |_| Ok(()),
+            &mut |_| on_batch(0),
             &|batch| self.forward(batch),
         )
     }
@@ -310,7 +317,7 @@ impl CrossEncoder {
             }
             let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
             let flat: Vec<Encoding> = windows.into_iter().flatten().collect();
-            let logits = self.forward_encodings(&flat, options)?;
+            let logits = self.forward_encodings(&flat, options, on_batch)?;
             values.extend(mode.aggregate(&logits, &counts, self.num_labels));
             on_batch(chunk.len())?;
         }
@@ -340,7 +347,7 @@ impl CrossEncoder {
         let mut probabilities = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(CHUNK) {
             let inputs = self.tokenizer.encode_duos(query, chunk)?;
-            let logits = self.forward_encodings(&inputs, options)?;
+            let logits = self.forward_encodings(&inputs, options, on_batch)?;
             probabilities.extend(logits.chunks(self.num_labels).map(|row| match row {
                 [logit] => 1.0 / (1.0 + (-*logit as f64).exp()),
                 // softmax(row)[1] of two labels = sigmoid(l1 - l0)

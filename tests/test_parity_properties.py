@@ -53,7 +53,8 @@ def pair_batches(draw, max_lengths=st.integers(8, 512)):
 
 # Cases that broke or sit on a boundary: both texts long with an odd budget (issue 14),
 # an even budget, one text empty, only special / unknown characters, a query alone longer
-# than max_length, the smallest max_length.
+# than max_length, the smallest max_length, a pad token written in the text (found by the
+# XLM-R property test).
 LONG = "the boundary layer thickness on a flat plate " * 40
 CASES = [
     (128, [(LONG, LONG + "heat"), (LONG + "heat", LONG), (LONG[:900], LONG)]),
@@ -62,6 +63,8 @@ CASES = [
     (32, [("[SEP] [CLS] </s> <s>", "😀😀 \x00\x07 🤖"), ("\u200b\u200d", "[UNK] [PAD]")]),
     (16, [(LONG, "short document"), ("short query", LONG)]),
     (8, [(LONG, LONG), ("a", "b")]),
+    # A literal pad token in the text: RoBERTa does not count it in the position ids.
+    (12, [("", "[UNK] <pad>"), ("<pad>", "x"), ("a", "<pad> b")]),
 ]
 
 

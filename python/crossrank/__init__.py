@@ -6,12 +6,12 @@
 """
 
 from crossrank import datasets, evaluation, fusion, metrics, reranking, retrieval
-from crossrank._core import BM25, BiEncoder, Calibrator, CrossEncoder, DenseIndex, __version__
+from crossrank._core import BM25, BiEncoder, Calibrator, CrossEncoder, DenseIndex, __version__, runtime_info
 from crossrank.reranking import HybridReranker, MultiStage, PairwiseReranker
 from crossrank.retrieval import DenseRetriever, HybridRetriever
 
 __all__ = [
     "BM25", "BiEncoder", "Calibrator", "CrossEncoder", "DenseIndex", "DenseRetriever", "HybridReranker",
     "HybridRetriever", "MultiStage", "PairwiseReranker", "datasets", "evaluation", "fusion", "metrics", "reranking", "retrieval",
-    "__version__",
+    "__version__", "runtime_info",
 ]

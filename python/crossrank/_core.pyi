@@ -1,14 +1,15 @@
 """Type stubs and documentation for the Rust extension ``crossrank._core``."""
 
 from os import PathLike
-from typing import Any, Callable, Literal, Mapping, Sequence, overload
+from typing import Any, Callable, Literal, Mapping, Sequence, TypedDict, overload
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
 
-Pair = tuple[str, str] | list[str]
+# Any ordered sequence of two str: a tuple, a list, a row of a 2-D numpy array of str.
+Pair = tuple[str, str] | list[str] | Sequence[str]
 ActivationName = Literal["sigmoid", "identity", "softmax", "tanh"]
 
 class CrossEncoder:
@@ -318,6 +319,22 @@ class DenseIndex:
     def __len__(self) -> int: ...
 
 Run = dict[Any, float] | tuple[Sequence[Any], Sequence[float]]
+
+class RuntimeInfo(TypedDict):
+    version: str
+    arch: str
+    cpu_features: list[str]
+    f32_kernel: Literal["avx512", "avx2", "generic"]
+    int8_kernel: Literal["avx512vnni", "avxvnni", "avx2", "portable"]
+    int8_fast: bool
+    isa_cap: str | None
+    threads: int
+
+def runtime_info() -> RuntimeInfo:
+    """What the CPU engine runs here: the CPU features it saw, the kernels it chose for
+    float32 and int8 (``CROSSRANK_ISA=scalar|avx2|avxvnni|avx512`` caps the choice), whether
+    ``precision="int8"`` has a fast kernel (without one it warns and runs float32), and
+    the number of threads."""
 
 def reciprocal_rank_fusion(runs: Sequence[Run], k: float = 60.0, weights: Sequence[float] | None = None) -> dict[Any, float]:
     """``{id: sum_i weights[i] / (k + rank_i(id))}``, best first. See :mod:`crossrank.fusion`."""

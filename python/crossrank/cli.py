@@ -45,7 +45,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossrank", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and exit (with --verbose: the CPU features and kernels in use)")
+    parser.add_argument("--verbose", action="store_true", help="with --version: the runtime details")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ev = commands.add_parser(
         "eval", help="evaluate retrieval and re-ranking stages on a BEIR-layout dataset",
@@ -176,8 +179,25 @@ def _rerank(args: argparse.Namespace, stdin=None, stdout=None) -> int:
     return 0
 
 
+def _version(verbose: bool) -> int:
+    from crossrank import __version__, runtime_info
+
+    print(f"crossrank {__version__}")
+    if verbose:
+        for key, value in runtime_info().items():
+            if isinstance(value, list):
+                value = " ".join(value) or "-"
+            print(f"  {key}: {value if value is not None else '-'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        return _version(args.verbose)
+    if args.command is None:
+        parser.error("a COMMAND is required (eval or rerank), or --version")
     try:
         return _eval(args) if args.command == "eval" else _rerank(args)
     except (ValueError, TypeError, FileNotFoundError) as e:

@@ -186,10 +186,7 @@ impl Packed {
             } else {
                 packed.type_ids.extend(std::iter::repeat_n(0, enc.len()));
             }
-            let first = scheme.roberta_padding_idx.map_or(0, |pad| pad + 1);
-            packed
-                .positions
-                .extend((0..enc.len() as u32).map(|j| first + j));
+            packed.positions.extend(scheme.positions(enc.get_ids()));
             packed.offsets.push(packed.ids.len());
         }
         packed

@@ -66,6 +66,25 @@ pub struct InputScheme {
     pub token_types: bool,
 }
 
+impl InputScheme {
+    /// Position ids of a sequence's tokens. BERT: 0, 1, 2, ... RoBERTa (transformers'
+    /// `create_position_ids_from_input_ids`): tokens are counted from `padding_idx + 1`
+    /// and a padding token gets `padding_idx` without being counted, even one that the
+    /// text itself contained (a literal "<pad>"), so later tokens shift down by one.
+    pub fn positions<'a>(&self, ids: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
+        let pad = self.roberta_padding_idx;
+        let mut counted = 0u32;
+        ids.iter().enumerate().map(move |(j, &id)| match pad {
+            None => j as u32,
+            Some(pad) if id == pad => pad,
+            Some(pad) => {
+                counted += 1;
+                pad + counted
+            }
+        })
+    }
+}
+
 /// The parsed `config.json` of a checkpoint.
 pub struct ModelConfig {
     pub encoder: Config,

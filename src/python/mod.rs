@@ -13,6 +13,7 @@ mod metrics;
 mod pairwise;
 mod progress;
 mod reranking;
+mod runtime;
 mod threads;
 mod train;
 
@@ -30,6 +31,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fusion::weighted_sum_fusion, m)?)?;
     m.add_class::<reranking::PyCalibrator>()?;
     m.add_class::<train::PyTrainer>()?;
+    m.add_function(wrap_pyfunction!(runtime::runtime_info, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise::aggregate_preferences, m)?)?;
     m.add(
         "sort_by_preference",

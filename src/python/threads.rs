@@ -33,6 +33,11 @@ fn pool() -> Option<Arc<ThreadPool>> {
     Some(pool)
 }
 
+/// The number of threads work from Python runs on.
+pub fn num_threads() -> usize {
+    pool().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+}
+
 /// `py.detach(f)` with `f` running inside this process's pool (or rayon's global pool
 /// if a pool cannot be built).
 pub fn detach<T, F>(py: Python<'_>, f: F) -> T
