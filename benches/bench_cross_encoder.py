@@ -1,5 +1,7 @@
-"""Cross-encoder throughput: crossrank vs sentence-transformers and ONNX Runtime, side by side,
-in one process.
+"""Cross-encoder throughput: crossrank (float32 and int8) vs sentence-transformers, ONNX Runtime
+(float32, and int8 by `quantize_dynamic` per channel) and OpenVINO (float32), side by side, in
+one process. The CPU features and the kernels crossrank picked (`crossrank.runtime_info()`) are
+printed first: every table says which ISA it ran on.
 
 Workload: BM25 (crossrank.BM25, Lucene idf, k1=0.9, b=0.4; results up to session 3 used bm25s
 with the same parameters) top-100 candidates for the first
@@ -38,6 +40,8 @@ from scipy.stats import spearmanr  # noqa: E402
 import crossrank  # noqa: E402
 
 INT8 = "crossrank (int8)"
+ORT_INT8 = "onnxruntime int8 (length-sorted)"
+APPROXIMATE = (INT8, ORT_INT8)
 DATA = ROOT.parent / "shared" / "data" / "cranfield"
 
 
@@ -75,16 +79,12 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def onnx_scorer(model_dir: Path, max_length: int, batch_size: int, length_sorted: bool):
-    """ONNX Runtime on the checkpoint exported by torch.onnx.export (cached under .cache/onnx),
-    tokenized with the HF fast tokenizer, fed in input order as fastembed / FlashRank do, or
-    sorted by length first (then restored)."""
-    import onnxruntime as ort
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+def onnx_export(model_dir: Path, tokenizer) -> Path:
+    """The checkpoint exported by torch.onnx.export (cached under .cache/onnx)."""
     path = ROOT / ".cache" / "onnx" / (Path(model_dir).name + ".onnx")
     if not path.is_file():
+        from transformers import AutoModelForSequenceClassification
+
         path.parent.mkdir(parents=True, exist_ok=True)
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
         enc = tokenizer(["a query"], ["a document"], return_tensors="pt")
@@ -94,11 +94,24 @@ def onnx_scorer(model_dir: Path, max_length: int, batch_size: int, length_sorted
             input_names=names, output_names=["logits"], opset_version=17, dynamo=False,
             dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
         )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return path
+
+
+def onnx_int8_export(model_dir: Path, tokenizer) -> Path:
+    """ONNX Runtime's dynamic int8 quantization of the export (per channel, as its docs
+    recommend for transformers), cached beside it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = onnx_export(model_dir, tokenizer)
+    path = source.with_name(source.stem + "-int8.onnx")
+    if not path.is_file():
+        quantize_dynamic(str(source), str(path), per_channel=True, weight_type=QuantType.QInt8)
+    return path
+
+
+def batched_scorer(tokenizer, run, max_length: int, batch_size: int, length_sorted: bool):
+    """Feeds `run(feed) -> logits` batches tokenized by the HF fast tokenizer, in input order
+    (as fastembed / FlashRank do) or sorted by length first (then restored)."""
 
     def score(pairs):
         order = list(range(len(pairs)))
@@ -112,10 +125,43 @@ def onnx_scorer(model_dir: Path, max_length: int, batch_size: int, length_sorted
             enc = tokenizer([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], truncation="longest_first",
                             max_length=max_length, padding=True, return_tensors="np")
             feed = {n: enc[n].astype(np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
-            out[idx] = session.run(["logits"], feed)[0][:, 0]
+            out[idx] = run(feed)[:, 0]
         return out
 
     return score
+
+
+def openvino_scorer(model_dir: Path, max_length: int, batch_size: int):
+    """OpenVINO (CPU plugin, f32 inference precision, latency hint, same threads) on the ONNX
+    export, length-sorted batches."""
+    import openvino as ov
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    core = ov.Core()
+    compiled = core.compile_model(str(onnx_export(model_dir, tokenizer)), "CPU", {
+        "INFERENCE_NUM_THREADS": THREADS, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+    })
+    request = compiled.create_infer_request()
+    return batched_scorer(tokenizer, lambda feed: request.infer(feed)[compiled.output(0)], max_length, batch_size, True)
+
+
+def onnx_scorer(model_dir: Path, max_length: int, batch_size: int, length_sorted: bool, int8: bool = False):
+    """ONNX Runtime on the checkpoint exported by torch.onnx.export (cached under .cache/onnx),
+    tokenized with the HF fast tokenizer (see `batched_scorer`); `int8`: the export quantized by
+    `quantize_dynamic`."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    path = onnx_int8_export(model_dir, tokenizer) if int8 else onnx_export(model_dir, tokenizer)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return batched_scorer(tokenizer, lambda feed: session.run(["logits"], feed)[0], max_length, batch_size,
+                          length_sorted)
 
 
 def timed_run(score, workload) -> tuple[float, list[float], list[np.ndarray]]:
@@ -136,12 +182,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime runs")
     parser.add_argument("--no-int8", action="store_true", help="skip crossrank's precision=\"int8\" runs")
+    parser.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO run")
     parser.add_argument("--fixture", choices=sorted(fixtures.BENCH_FIXTURES), default="minilm-l6",
                         help="which cross-encoder fixture: the 6-layer MiniLM one, its layers repeated to 12, "
                              "or a TinyBERT-sized random one (2 layers, hidden 128)")
     args = parser.parse_args()
 
     torch.set_num_threads(THREADS)
+    info = crossrank.runtime_info()
+    print(f"host: {info['arch']}, CPU features {' '.join(info['cpu_features']) or 'none'}; crossrank kernels: "
+          f"f32 {info['f32_kernel']}, int8 {info['int8_kernel']}; CROSSRANK_ISA={info['isa_cap'] or 'unset'}", flush=True)
     model_dir = fixtures.BENCH_FIXTURES[args.fixture]()
     workload = bm25_candidates(args.queries)
     n_pairs = sum(len(docs) for _, docs in workload)
@@ -159,6 +209,9 @@ def main() -> None:
     if not args.no_onnx:
         systems["onnxruntime (input order)"] = onnx_scorer(model_dir, args.max_length, args.batch_size, False)
         systems["onnxruntime (length-sorted)"] = onnx_scorer(model_dir, args.max_length, args.batch_size, True)
+        systems[ORT_INT8] = onnx_scorer(model_dir, args.max_length, args.batch_size, True, int8=True)
+    if not args.no_openvino:
+        systems["openvino (length-sorted)"] = openvino_scorer(model_dir, args.max_length, args.batch_size)
     warm = [(workload[0][0], workload[0][1][:8])]
     for score in systems.values():
         timed_run(score, warm)
@@ -178,20 +231,23 @@ def main() -> None:
     lengths = [len(ids) for query, docs in workload for ids in ours.tokenize([(query, d) for d in docs])]
     flops = encoder_flops(lengths, config)
     peak = matmul_gflops()
-    exact_peers = [name for name in systems if name not in ("crossrank", INT8)]
+    exact_peers = [name for name in systems if name != "crossrank" and name not in APPROXIMATE]
     diff = max(np.abs(a - b).max() for name in exact_peers for a, b in zip(outputs["crossrank"], outputs[name]))
     print(f"\nfixture {args.fixture}: {args.queries} Cranfield queries x BM25 top-100 = {n_pairs} pairs, max_length {args.max_length}, "
           f"batch_size {args.batch_size}, {THREADS} threads, {args.runs} runs; max |logit diff| vs crossrank = {diff:.2e}")
     print(f"mean tokens per pair {np.mean(lengths):.0f}; {flops / 1e9:.0f} GFLOP per run; "
           f"large f32 matmul (torch, {THREADS} threads): {peak:.0f} GFLOP/s")
-    print("| system | pairs/s (median) | ms/query p50 | GFLOP/s | ratio vs sentence-transformers |")
-    print("|---|---|---|---|---|")
+    print(f"ISA: {' '.join(info['cpu_features'])} (crossrank f32 kernels {info['f32_kernel']}, int8 kernel {info['int8_kernel']})")
+    print("| system | pairs/s (median) | ms/query p50 | GFLOP/s | ratio vs sentence-transformers | ratio vs crossrank f32 |")
+    print("|---|---|---|---|---|---|")
+    ours_rate = n_pairs / statistics.median(totals["crossrank"])
     base = n_pairs / statistics.median(totals["sentence-transformers"])
     for name in systems:
         rate = n_pairs / statistics.median(totals[name])
         p50 = statistics.median(latencies[name]) * 1000
         gflops = flops / statistics.median(totals[name]) / 1e9
-        print(f"| {name} | {rate:.1f} | {p50:.0f} | {gflops:.0f} | {rate / base:.2f}x |")
+        print(f"| {name} | {rate:.1f} | {p50:.0f} | {gflops:.0f} | {rate / base:.2f}x | {rate / ours_rate:.2f}x |")
+    print(f"| torch 2048^3 matmul | | | {peak:.0f} | | |")
     ours_total = statistics.median(totals["crossrank"])
     for name in exact_peers:
         print(f"crossrank vs {name}: {statistics.median(totals[name]) / ours_total:.2f}x pairs/s, "
@@ -202,6 +258,9 @@ def main() -> None:
         print(f"int8 vs float32 crossrank: per-query Spearman min {min(rho):.4f} / median {np.median(rho):.4f}, "
               f"max |logit diff| {drift:.3f} (logit std {np.std(np.concatenate(outputs['crossrank'])):.3f}); "
               f"int8 vs sentence-transformers fp32: {statistics.median(totals['sentence-transformers']) / statistics.median(totals[INT8]):.2f}x pairs/s")
+    if ORT_INT8 in systems:
+        rho = [spearmanr(a, b).statistic for a, b in zip(outputs["crossrank"], outputs[ORT_INT8])]
+        print(f"onnxruntime int8 vs float32: per-query Spearman min {min(rho):.4f} / median {np.median(rho):.4f}")
 
 
 if __name__ == "__main__":
