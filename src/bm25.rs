@@ -91,6 +91,17 @@ impl Bm25 {
         params: Bm25Params,
         analyzer: AnalyzerConfig,
     ) -> Result<Self> {
+        Self::new_until(corpus, params, analyzer, &|| false)
+    }
+
+    /// [`new`](Self::new) that gives up with [`Error::Interrupted`] once `stop()` says so
+    /// (asked for every document: a large corpus takes a while to tokenize).
+    pub fn new_until<S: AsRef<str> + Sync>(
+        corpus: &[S],
+        params: Bm25Params,
+        analyzer: AnalyzerConfig,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Self> {
         params.check()?;
         if corpus.is_empty() {
             return Err(Error::invalid(
@@ -105,13 +116,16 @@ impl Bm25 {
         let counted: Vec<Vec<(String, u32)>> = corpus
             .par_iter()
             .map(|doc| {
+                if stop() {
+                    return Err(Error::Interrupted);
+                }
                 let mut counts: HashMap<String, u32> = HashMap::new();
                 for term in analyzer.terms(doc.as_ref()) {
                     *counts.entry(term).or_default() += 1;
                 }
-                counts.into_iter().collect()
+                Ok(counts.into_iter().collect())
             })
-            .collect();
+            .collect::<Result<_>>()?;
 
         let mut terms: HashMap<String, u32> = HashMap::new();
         let mut postings: Vec<Vec<(u32, u32)>> = Vec::new();
@@ -358,6 +372,15 @@ fn check_top_k(top_k: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_stops_when_asked() {
+        let params = Bm25Params { k1: 0.9, b: 0.4 };
+        let stopped = Bm25::new_until(&corpus(), params, AnalyzerConfig::default(), &|| true);
+        assert!(matches!(stopped, Err(Error::Interrupted)));
+        let built = Bm25::new_until(&corpus(), params, AnalyzerConfig::default(), &|| false);
+        assert!(built.is_ok());
+    }
 
     fn corpus() -> Vec<&'static str> {
         vec![

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use super::errors::to_py;
 use super::inputs::{extract_text_list, positive, query_str, type_name};
 use super::progress::Progress;
-use super::threads::detach;
+use super::threads::{detach, detach_interruptible};
 use crate::analyzer::AnalyzerConfig;
 use crate::bm25::{Bm25, Bm25Params};
 use crate::hit::Hit;
@@ -85,13 +85,14 @@ impl PyBm25 {
             stopwords: stopword_list(stopwords)?,
             stemmer,
         };
-        let inner = detach(py, || {
-            let bm25 = Bm25::new(&corpus, Bm25Params { k1, b }, analyzer)?;
+        let inner = detach_interruptible(py, |interrupt| {
+            let stop = || interrupt.is_raised();
+            let bm25 = Bm25::new_until(&corpus, Bm25Params { k1, b }, analyzer, &stop)?;
             match ids {
                 Some(ids) => bm25.with_ids(ids),
                 None => Ok(bm25),
             }
-        })
+        })?
         .map_err(to_py)?;
         Ok(Self { inner })
     }

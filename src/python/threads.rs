@@ -57,9 +57,13 @@ where
 pub struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
     /// `Err(Error::Interrupted)` once the caller has been interrupted.
     pub fn check(&self) -> crate::error::Result<()> {
-        if self.0.load(Ordering::Relaxed) {
+        if self.is_raised() {
             Err(crate::error::Error::Interrupted)
         } else {
             Ok(())
