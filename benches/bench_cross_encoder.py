@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime runs")
     parser.add_argument("--no-int8", action="store_true", help="skip crossrank's precision=\"int8\" runs")
     parser.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO run")
+    parser.add_argument("--skip", default="", help="comma-separated substrings of system names to leave out "
+                                                   "(e.g. 'input order' to drop ONNX Runtime fed in input order)")
     parser.add_argument("--fixture", choices=sorted(fixtures.BENCH_FIXTURES), default="minilm-l6",
                         help="which cross-encoder fixture: the 6-layer MiniLM one, its layers repeated to 12, "
                              "or a TinyBERT-sized random one (2 layers, hidden 128)")
@@ -212,6 +214,9 @@ def main() -> None:
         systems[ORT_INT8] = onnx_scorer(model_dir, args.max_length, args.batch_size, True, int8=True)
     if not args.no_openvino:
         systems["openvino (length-sorted)"] = openvino_scorer(model_dir, args.max_length, args.batch_size)
+    for pattern in filter(None, args.skip.split(",")):
+        for name in [n for n in systems if pattern in n and n not in ("crossrank", "sentence-transformers")]:
+            del systems[name]
     warm = [(workload[0][0], workload[0][1][:8])]
     for score in systems.values():
         timed_run(score, warm)

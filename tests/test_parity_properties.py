@@ -78,20 +78,24 @@ def check_pairs(ce_for, model, tokenizer, max_length, pairs):
     assert np.abs(ours - theirs).max() <= 1e-4
 
 
+def cross_encoders(path):
+    """``ce_for(max_length)``: one CrossEncoder per max_length, loaded once."""
+    cache = {}
+
+    def ce_for(max_length):
+        if max_length not in cache:
+            cache[max_length] = crossrank.CrossEncoder(str(path), max_length=max_length)
+        return cache[max_length]
+
+    return ce_for
+
+
 @pytest.fixture(scope="module")
 def bert(ce_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(str(ce_dir)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(ce_dir))
-    cache = {}
-
-    def ce_for(max_length):
-        if max_length not in cache:
-            cache[max_length] = crossrank.CrossEncoder(str(ce_dir), max_length=max_length)
-        return cache[max_length]
-
-    return ce_for, model, tokenizer
+    return cross_encoders(ce_dir), model, AutoTokenizer.from_pretrained(str(ce_dir))
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +107,7 @@ def xlmr(tmp_path_factory, cranfield):
             counts[w] = counts.get(w, 0) + 1
     words = sorted(counts, key=lambda w: -counts[w])[:400]
     path, model, tokenizer = make_xlmr_cross_encoder(tmp_path_factory.mktemp("xlmr512") / "model", words)
-    cache = {}
-
-    def ce_for(max_length):
-        if max_length not in cache:
-            cache[max_length] = crossrank.CrossEncoder(str(path), max_length=max_length)
-        return cache[max_length]
-
-    return ce_for, model, tokenizer
+    return cross_encoders(path), model, tokenizer
 
 
 @pytest.mark.parametrize("max_length, pairs", CASES)
