@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import fixtures  # noqa: E402
-from parity_inputs import hf_pair_ids, hf_pair_logits, held_out_mix, make_xlmr_cross_encoder, read_jsonl  # noqa: E402
+from parity_inputs import frequent_words, hf_pair_ids, hf_pair_logits, held_out_mix, make_xlmr_cross_encoder, read_jsonl  # noqa: E402
 
 import crossrank  # noqa: E402
 
@@ -88,11 +88,7 @@ def main() -> int:
     ok = sweep_cross_encoder("bert", ce_dir, bert, AutoTokenizer.from_pretrained(str(ce_dir)), pairs, max_lengths)
 
     corpus = read_jsonl(args.data / "cranfield" / "corpus.jsonl")
-    counts: dict[str, int] = {}
-    for doc in corpus[:300]:
-        for w in doc["text"].split():
-            counts[w] = counts.get(w, 0) + 1
-    words = sorted(counts, key=lambda w: -counts[w])[:400]
+    words = frequent_words(d["text"] for d in corpus[:300])
     with tempfile.TemporaryDirectory() as tmp:
         path, xlmr, tokenizer = make_xlmr_cross_encoder(Path(tmp) / "xlmr", words)
         ok &= sweep_cross_encoder("xlm-r", path, xlmr, tokenizer, pairs, max_lengths)

@@ -84,6 +84,16 @@ def held_out_mix(data_dir: Path, n: int, seed: int = 0) -> list[tuple[str, str]]
     return pairs
 
 
+def frequent_words(texts, n: int = 400) -> list[str]:
+    """The ``n`` most frequent whitespace-separated words of ``texts`` (a vocabulary for
+    the tiny XLM-R tokenizer)."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for w in text.split():
+            counts[w] = counts.get(w, 0) + 1
+    return sorted(counts, key=lambda w: -counts[w])[:n]
+
+
 def make_xlmr_cross_encoder(out: Path, words: list[str], max_positions: int = 514):
     """A tiny random XLMRobertaForSequenceClassification with a Unigram tokenizer whose
     vocabulary covers ``words`` and every character of ``ALPHABETS`` (others are

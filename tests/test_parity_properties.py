@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import crossrank
-from parity_inputs import SCRIPTS, hf_pair_ids, hf_pair_logits, make_xlmr_cross_encoder, random_text
+from parity_inputs import SCRIPTS, frequent_words, hf_pair_ids, hf_pair_logits, make_xlmr_cross_encoder, random_text
 
 torch.set_num_threads(2)
 
@@ -101,11 +101,7 @@ def bert(ce_dir):
 @pytest.fixture(scope="module")
 def xlmr(tmp_path_factory, cranfield):
     _, corpus = cranfield
-    counts: dict[str, int] = {}
-    for doc in corpus[:300]:
-        for w in doc["text"].split():
-            counts[w] = counts.get(w, 0) + 1
-    words = sorted(counts, key=lambda w: -counts[w])[:400]
+    words = frequent_words(d["text"] for d in corpus[:300])
     path, model, tokenizer = make_xlmr_cross_encoder(tmp_path_factory.mktemp("xlmr512") / "model", words)
     return cross_encoders(path), model, tokenizer
 
