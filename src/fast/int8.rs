@@ -658,6 +658,7 @@ struct Tile<'a> {
     w_scale: &'a [f32],
     col_sum: &'a [f32],
     /// The NEON kernel's initial sums (`QuantizedMatrix::shift_sum`); empty otherwise.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     shift_sum: &'a [i32],
     bias: &'a [f32],
     out: &'a mut [f32],
