@@ -10,8 +10,9 @@
 //! `y[i, j] = x_scale[i] * w_scale[j] * (acc[i, j] - zero[i] * sum_k q_w[j, k]) + bias[j]`
 //!
 //! No maintained Rust crate offers an int8 GEMM, hence this file. `isa::Int8Kernel`
-//! picks one of four kernels, which all compute the same i32 sums (exactly: no
-//! intermediate saturates), so scores are bit for bit the same on every x86 level:
+//! picks one of five kernels, which all compute the same i32 sums (exactly: no
+//! intermediate saturates), so scores are bit for bit the same on every x86 level and
+//! on aarch64 with or without dotprod:
 //!
 //! - AVX-512 VNNI: `vpdpbusd`, 64 u8 x i8 products into 16 i32 per instruction.
 //! - AVX-VNNI: the same instruction on 256-bit vectors (Alder Lake and later, Zen 5).
@@ -26,30 +27,43 @@
 //!   both exact and no slower by instruction count. Its broadcast operand is a plain
 //!   32-bit load (two i16 activations), as in the VNNI kernels; widening in registers
 //!   would put a shuffle on every row of every step.
+//! - NEON dotprod (aarch64): `sdot`, 16 i8 x i8 products into 4 i32 per instruction.
+//!   `sdot` is signed on both sides, so the activation codes are shifted to i8
+//!   (`q - 128`, a flip of the top bit, once per row chunk) and the accumulators start
+//!   at `128 * sum_k q_w[j, k]`, which puts the shift back exactly (in wrapping i32,
+//!   like every kernel's sums). `udot` (u8 x u8) would need the weights shifted
+//!   instead, and `usdot` (u8 x i8) needs i8mm, which many dotprod CPUs lack. The
+//!   intrinsic `vdotq_s32` is unstable in Rust, hence a one-instruction `asm!`.
 //! - Portable: scalar loops over the unpacked (in, out) weights, for CPUs without AVX2
-//!   and for testing. Many times slower than the f32 path, so `precision="int8"` runs
-//!   f32 instead on such CPUs (`enabled`) unless `CROSSRANK_ISA=scalar` forced it.
+//!   (or aarch64 without dotprod) and for testing. Many times slower than the f32
+//!   path, so `precision="int8"` runs f32 instead on such CPUs (`enabled`) unless
+//!   `CROSSRANK_ISA=scalar` forced it.
 
 use std::sync::Once;
 
 use rayon::prelude::*;
 
-use super::isa::{self, F32Kernel, Int8Kernel};
+#[cfg(target_arch = "x86_64")]
+use super::isa::F32Kernel;
+use super::isa::{self, Int8Kernel};
 
 /// Output columns per packed panel of the AVX-512 kernel: four 16-lane vectors.
 const NR: usize = 64;
-/// Output columns per packed panel of the 256-bit kernels: two 8-lane vectors.
+/// Output columns per packed panel of the 256-bit kernels (two 8-lane vectors) and
+/// of the NEON kernel (four 4-lane vectors).
 const NR_YMM: usize = 16;
 /// Rows per micro-kernel call. AVX-512: 6 x 4 accumulators + 4 weight vectors + 1
 /// broadcast fit in the 32 vector registers; 256-bit: 6 x 2 accumulators + 2 weight
-/// vectors + 1 broadcast + 1 product fit in 16.
+/// vectors + 1 broadcast + 1 product fit in 16; NEON: 6 x 4 accumulators + 4 weight
+/// vectors + 1 broadcast fit in 32.
 const MR: usize = 6;
 
 /// How a kernel wants the weights: panels of `nr` output columns; in a panel, per step
 /// of `k_step` input positions, `nr` x `k_step` consecutive values (column-major over
 /// the step), each an i8, or when `wide` a little-endian i16 (two bytes). A step is 4
-/// bytes of every column, which is the operand layout of `vpdpbusd` (4 x i8) and of
-/// `vpmaddwd` (2 x i16); the broadcast activation operand is 4 bytes of a row likewise.
+/// bytes of every column, which is the operand layout of `vpdpbusd` and `sdot`
+/// (4 x i8) and of `vpmaddwd` (2 x i16); the broadcast activation operand is 4 bytes
+/// of a row likewise.
 #[derive(Clone, Copy)]
 struct Layout {
     nr: usize,
@@ -62,6 +76,7 @@ fn layout(kernel: Int8Kernel) -> Layout {
         Int8Kernel::Avx512Vnni => (NR, 4, false),
         Int8Kernel::AvxVnni => (NR_YMM, 4, false),
         Int8Kernel::Avx2 => (NR_YMM, 2, true),
+        Int8Kernel::NeonDot => (NR_YMM, 4, false),
         // Panels only split the work; nothing is packed.
         Int8Kernel::Portable => (NR, 4, false),
     };
@@ -77,6 +92,9 @@ pub struct QuantizedMatrix {
     scale: Vec<f32>,
     /// `sum_k q[j, k]`, for the zero-point correction.
     col_sum: Vec<f32>,
+    /// `128 * sum_k q[j, k]` (wrapping), padded as `scale`: where the NEON kernel's
+    /// accumulators start, to undo its shift of the activations. Empty for the others.
+    shift_sum: Vec<i32>,
     /// `q` as (in, out) row-major: the weight column an outlier input meets.
     transposed: Vec<i8>,
     in_dim: usize,
@@ -107,6 +125,7 @@ impl QuantizedMatrix {
         let panels = out_dim.div_ceil(NR);
         let mut scale = vec![0f32; panels * NR];
         let mut col_sum = vec![0f32; panels * NR];
+        let mut int_sum = vec![0i32; panels * NR];
         let mut transposed = vec![0i8; in_dim * out_dim];
         for (j, row) in weight.chunks_exact(in_dim.max(1)).take(out_dim).enumerate() {
             // NaN weights give a NaN scale, so the NaN reaches the output as in f32.
@@ -126,15 +145,22 @@ impl QuantizedMatrix {
                 transposed[k * out_dim + j] = q;
             }
             col_sum[j] = sum as f32;
+            int_sum[j] = sum;
         }
         let packed = match kernel {
             Int8Kernel::Portable => Vec::new(),
             _ => pack(&transposed, in_dim, out_dim, groups, layout(kernel)),
         };
+        let shift_sum = if kernel == Int8Kernel::NeonDot {
+            int_sum.iter().map(|&c| c.wrapping_mul(128)).collect()
+        } else {
+            Vec::new()
+        };
         Self {
             packed,
             scale,
             col_sum,
+            shift_sum,
             transposed,
             in_dim,
             out_dim,
@@ -207,8 +233,13 @@ pub fn enabled() -> bool {
     static WARNING: Once = Once::new();
     WARNING.call_once(|| {
         eprintln!(
-            "crossrank: precision=\"int8\" needs AVX2, AVX-VNNI or AVX-512 VNNI, which this \
-             CPU lacks (or {} excludes); running float32 instead",
+            "crossrank: precision=\"int8\" needs {}, which this CPU lacks (or {} \
+             excludes); running float32 instead",
+            if cfg!(target_arch = "aarch64") {
+                "the dotprod extension (NEON sdot)"
+            } else {
+                "AVX2, AVX-VNNI or AVX-512 VNNI"
+            },
             isa::ENV
         )
     });
@@ -469,12 +500,19 @@ pub fn matmul(
         let codes = &a.data[row0 * a.stride..(row0 + rows) * a.stride];
         // The AVX2 kernel multiplies i16: the chunk's codes are widened once (to
         // little-endian i16, 0..=255), for every panel. A step is then 2 inputs.
-        let widened: Vec<u8>;
-        let (data, stride, steps) = if kernel == Int8Kernel::Avx2 {
-            widened = codes.iter().flat_map(|&v| [v, 0]).collect();
-            (&widened[..], 2 * a.stride, 2 * w.groups)
-        } else {
-            (codes, a.stride, w.groups)
+        // The NEON kernel multiplies i8 x i8: the codes are shifted to `q - 128` (as
+        // bytes: the top bit flipped) once per chunk likewise.
+        let converted: Vec<u8>;
+        let (data, stride, steps) = match kernel {
+            Int8Kernel::Avx2 => {
+                converted = codes.iter().flat_map(|&v| [v, 0]).collect();
+                (&converted[..], 2 * a.stride, 2 * w.groups)
+            }
+            Int8Kernel::NeonDot => {
+                converted = codes.iter().map(|&v| v ^ 0x80).collect();
+                (&converted[..], a.stride, w.groups)
+            }
+            _ => (codes, a.stride, w.groups),
         };
         for p in 0..n.div_ceil(nr) {
             let panel = w.panel(p);
@@ -491,6 +529,7 @@ pub fn matmul(
                     steps,
                     w_scale: &w.scale[p * nr..(p + 1) * nr],
                     col_sum: &w.col_sum[p * nr..(p + 1) * nr],
+                    shift_sum: w.shift_sum.get(p * nr..(p + 1) * nr).unwrap_or(&[]),
                     bias: &bias[p * nr..p * nr + cols],
                     out: &mut out[r * n + p * nr..],
                     out_stride: n,
@@ -506,6 +545,8 @@ pub fn matmul(
                     Int8Kernel::AvxVnni => unsafe { ymm::avxvnni_tile(tile, block) },
                     #[cfg(target_arch = "x86_64")]
                     Int8Kernel::Avx2 => unsafe { ymm::avx2_tile(tile, block) },
+                    #[cfg(target_arch = "aarch64")]
+                    Int8Kernel::NeonDot => unsafe { neon::dotprod_tile(tile, block) },
                     _ => portable_tile(tile, block, w, p * nr),
                 }
                 r += block;
@@ -603,7 +644,8 @@ fn add_outliers(row: &mut [f32], outliers: &[(u32, u32, f32)], transposed: &[i8]
 
 /// One micro-kernel call: up to `MR` rows by one panel of up to `nr` columns.
 struct Tile<'a> {
-    /// The first row's activation codes: u8, or for the AVX2 kernel little-endian i16.
+    /// The first row's activation codes: u8, for the AVX2 kernel little-endian i16,
+    /// for the NEON kernel i8 (`q - 128`).
     a: &'a [u8],
     /// Bytes from one row of `a` to the next.
     stride: usize,
@@ -615,6 +657,9 @@ struct Tile<'a> {
     steps: usize,
     w_scale: &'a [f32],
     col_sum: &'a [f32],
+    /// The NEON kernel's initial sums (`QuantizedMatrix::shift_sum`); empty otherwise.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    shift_sum: &'a [i32],
     bias: &'a [f32],
     out: &'a mut [f32],
     out_stride: usize,
@@ -623,7 +668,7 @@ struct Tile<'a> {
 
 /// The integer sums of the SIMD kernels, one product at a time, from `w.transposed`
 /// (the panel starts at column `col0`); the same epilogue. `t.a` holds u8 codes.
-fn portable_tile(t: Tile<'_>, rows: usize, w: &QuantizedMatrix, col0: usize) {
+fn portable_tile(mut t: Tile<'_>, rows: usize, w: &QuantizedMatrix, col0: usize) {
     let n = w.out_dim;
     for r in 0..rows {
         let a = &t.a[r * t.stride..][..w.in_dim];
@@ -637,10 +682,18 @@ fn portable_tile(t: Tile<'_>, rows: usize, w: &QuantizedMatrix, col0: usize) {
                 *acc = acc.wrapping_add(x as i32 * q as i32);
             }
         }
-        for (j, &acc) in acc.iter().enumerate() {
-            let centered = (-t.a_zero[r]).mul_add(t.col_sum[j], acc as f32);
-            t.out[r * t.out_stride + j] = centered.mul_add(t.a_scale[r] * t.w_scale[j], t.bias[j]);
-        }
+        finish_row(&mut t, r, acc);
+    }
+}
+
+/// Row `r` of the tile from its exact sums (`t.cols` of them): the zero-point
+/// correction and dequantization, as fused operations. The x86 SIMD kernels do the
+/// same operations lane-wise; the NEON kernel calls this.
+#[inline(always)]
+fn finish_row(t: &mut Tile<'_>, r: usize, sums: &[i32]) {
+    for (j, &acc) in sums.iter().enumerate() {
+        let centered = (-t.a_zero[r]).mul_add(t.col_sum[j], acc as f32);
+        t.out[r * t.out_stride + j] = centered.mul_add(t.a_scale[r] * t.w_scale[j], t.bias[j]);
     }
 }
 
@@ -823,6 +876,99 @@ mod ymm {
     );
 }
 
+/// The aarch64 kernel. Per step, every row broadcasts 4 shifted codes (i8) against 64
+/// bytes of the panel (16 columns: four vectors of 4 i32 sums), one `sdot` per vector.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{finish_row, Tile, MR, NR_YMM};
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// Panel bytes per step.
+    const STEP_BYTES: usize = NR_YMM * 4;
+
+    /// `acc + w . x` per 4-byte group: each i32 lane gains the sum of its 4 i8 x i8
+    /// products, exactly (|4 * 128 * 127| is far inside i32). `vdotq_s32` would do,
+    /// but is unstable (`stdarch_neon_dotprod`).
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn sdot(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        // SAFETY: one register-only instruction, which this function's target
+        // features guarantee the CPU has; no memory, stack or flags are touched.
+        unsafe {
+            asm!(
+                "sdot {acc:v}.4s, {w:v}.16b, {x:v}.16b",
+                acc = inout(vreg) acc,
+                w = in(vreg) w,
+                x = in(vreg) x,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    /// Dispatches on the row count so each kernel's accumulators stay in registers.
+    ///
+    /// # Safety
+    /// The CPU must have dotprod; `t`'s slices must cover `rows` rows, `t.a` holding
+    /// the shifted codes (`q - 128` as i8) and `t.shift_sum` the panel's shift sums.
+    #[target_feature(enable = "neon,dotprod")]
+    pub unsafe fn dotprod_tile(t: Tile<'_>, rows: usize) {
+        match rows {
+            1 => kernel::<1>(t),
+            2 => kernel::<2>(t),
+            3 => kernel::<3>(t),
+            4 => kernel::<4>(t),
+            5 => kernel::<5>(t),
+            _ => kernel::<MR>(t),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn kernel<const R: usize>(mut t: Tile<'_>) {
+        assert!(t.a.len() >= (R - 1) * t.stride + t.steps * 4);
+        assert!(t.panel.len() >= t.steps * STEP_BYTES);
+        assert!(t.cols <= NR_YMM && t.shift_sum.len() >= NR_YMM);
+        assert!(t.a_scale.len() >= R && t.a_zero.len() >= R);
+        // The sums start at 128 * column sum: sum (q - 128) * w + 128 * sum w is
+        // sum q * w, the other kernels' sums (in wrapping i32, as theirs).
+        let start: [int32x4_t; 4] =
+            std::array::from_fn(|c| vld1q_s32(t.shift_sum[c * 4..c * 4 + 4].as_ptr()));
+        let mut acc = [start; R];
+        let a = t.a.as_ptr();
+        let b = t.panel.as_ptr();
+        for s in 0..t.steps {
+            // SAFETY (all loads): in bounds by the asserts above; the activation load
+            // is unaligned-safe (`read_unaligned`), NEON loads of i8 have no alignment.
+            let bs = b.add(s * STEP_BYTES);
+            let w = [
+                vld1q_s8(bs),
+                vld1q_s8(bs.add(16)),
+                vld1q_s8(bs.add(32)),
+                vld1q_s8(bs.add(48)),
+            ];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x4 = (a.add(r * t.stride + s * 4) as *const i32).read_unaligned();
+                let x = vreinterpretq_s8_s32(vdupq_n_s32(x4));
+                for c in 0..4 {
+                    acc[c] = sdot(acc[c], w[c], x);
+                }
+            }
+        }
+        // The portable kernel's epilogue, on the same sums: the same rounding. It
+        // runs once per tile, against `steps` x 4 x R `sdot`s above.
+        for (r, acc) in acc.iter().enumerate() {
+            let mut sums = [0i32; NR_YMM];
+            for (c, &v) in acc.iter().enumerate() {
+                vst1q_s32(sums[c * 4..c * 4 + 4].as_mut_ptr(), v);
+            }
+            let cols = t.cols;
+            finish_row(&mut t, r, &sums[..cols]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -925,6 +1071,10 @@ mod tests {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             assert!(fast.contains(&Int8Kernel::Avx2));
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            assert!(fast.contains(&Int8Kernel::NeonDot));
         }
         for &(m, k, n) in &SHAPES {
             let (portable, _) = run(Int8Kernel::Portable, m, k, n, 1);

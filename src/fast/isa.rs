@@ -1,7 +1,10 @@
 //! Which instruction set the CPU engine's own kernels use, decided in one place.
 //!
 //! Each kernel family is compiled for several x86 levels and picked at run time from
-//! the CPU's features. Two families exist: the f32 element-wise kernels (`kernels`, and
+//! the CPU's features. On aarch64, NEON is part of the baseline, so the f32 kernels
+//! have a single (auto-vectorized) copy, and the int8 kernel is the `sdot` one where
+//! the CPU has the dotprod extension (most cores since Cortex-A55 / Neoverse N1;
+//! not Cortex-A53 / A72, nor the Raspberry Pi 4), else the portable one. Two families exist: the f32 element-wise kernels (`kernels`, and
 //! the quantization passes of `int8`) and the int8 matrix kernel (`int8::matmul`). Both
 //! ask this module, so a single switch can force every path, which is how the slower
 //! paths get tested on a fast machine:
@@ -12,7 +15,14 @@
 //!   portable kernel (which `precision="int8"` then really uses: see `int8::enabled`).
 //! - `avx2`: x86-64-v3 (AVX2 + FMA): no AVX-512 and no AVX-VNNI.
 //! - `avxvnni`: as `avx2`, plus the 256-bit AVX-VNNI int8 kernel.
+//! - `dotprod` (aarch64): the NEON `sdot` int8 kernel. On x86 it sits below `avx2`:
+//!   it warns (the CPU lacks it) and leaves the baseline f32 copy and no fast int8
+//!   kernel, so `precision="int8"` runs float32.
 //! - `avx512`, or unset / empty: whatever the CPU has.
+//!
+//! The x86 names on aarch64 (and `dotprod` on x86) name an ISA the CPU lacks: they
+//! warn and cap at the nearest level below, which for the x86 names on aarch64 still
+//! allows `sdot` (levels are one order: scalar < dotprod < avx2 < avxvnni < avx512).
 //!
 //! The cap only lowers the level: naming an ISA the CPU lacks, or a value not in this
 //! list, prints a warning to stderr and runs the best the CPU has below the cap (an
@@ -30,6 +40,8 @@ pub const ENV: &str = "CROSSRANK_ISA";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
     Scalar,
+    /// aarch64's dotprod extension (`sdot`); no x86 kernel sits at this level.
+    Dotprod,
     Avx2,
     AvxVnni,
     Avx512,
@@ -54,19 +66,21 @@ fn parse_cap(value: &str) -> (Level, Option<String>) {
         "" => return (Level::Avx512, None),
         "avx512" => Level::Avx512,
         "scalar" => Level::Scalar,
+        "dotprod" => Level::Dotprod,
         "avx2" => Level::Avx2,
         "avxvnni" => Level::AvxVnni,
         other => {
             return (
                 Level::Avx512,
                 Some(format!(
-                    "{ENV}={other:?} not understood (expected scalar, avx2, avxvnni or \
-                     avx512); ignored"
+                    "{ENV}={other:?} not understood (expected scalar, dotprod, avx2, \
+                     avxvnni or avx512); ignored"
                 )),
             )
         }
     };
     let missing = match level {
+        Level::Dotprod if !cpu::dotprod() => Some("the dotprod extension (NEON sdot)"),
         Level::Avx2 if !cpu::avx2() => Some("AVX2 + FMA"),
         Level::AvxVnni if !cpu::avx2() || !cpu::avxvnni() => Some("AVX-VNNI"),
         Level::Avx512 if !cpu::avx512() => Some("AVX-512 F/BW/VL"),
@@ -83,7 +97,8 @@ pub fn forced_scalar() -> bool {
     cap() == Level::Scalar
 }
 
-/// Raw CPU feature checks (no cap). `is_x86_feature_detected!` caches its answer.
+/// Raw CPU feature checks (no cap). `is_x86_feature_detected!` and
+/// `is_aarch64_feature_detected!` cache their answers.
 mod cpu {
     #[cfg(target_arch = "x86_64")]
     macro_rules! has {
@@ -121,7 +136,16 @@ mod cpu {
         false
     }
 
-    /// The features above that the CPU has, by their `is_x86_feature_detected!` names.
+    /// NEON `sdot` / `udot` (Armv8.2 dotprod; mandatory from Armv8.4).
+    pub fn dotprod() -> bool {
+        #[cfg(target_arch = "aarch64")]
+        return std::arch::is_aarch64_feature_detected!("dotprod");
+        #[cfg(not(target_arch = "aarch64"))]
+        false
+    }
+
+    /// The features above that the CPU has, by their `is_x86_feature_detected!` /
+    /// `is_aarch64_feature_detected!` names.
     pub fn features() -> Vec<&'static str> {
         #[cfg(target_arch = "x86_64")]
         macro_rules! present {
@@ -141,7 +165,18 @@ mod cpu {
         .filter(|&(_, present)| present)
         .map(|(name, _)| name)
         .collect();
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        macro_rules! present {
+            ($($f:tt),*) => { [$(($f, std::arch::is_aarch64_feature_detected!($f))),*] };
+        }
+        // i8mm (`usdot`, `smmla`) is reported for information: no kernel uses it.
+        #[cfg(target_arch = "aarch64")]
+        return present!("neon", "dotprod", "i8mm")
+            .into_iter()
+            .filter(|&(_, present)| present)
+            .map(|(name, _)| name)
+            .collect();
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         Vec::new()
     }
 }
@@ -153,7 +188,8 @@ pub enum F32Kernel {
     Avx512,
     /// AVX2 + FMA.
     Avx2,
-    /// The baseline target (SSE2 on x86_64): whatever the compiler vectorizes.
+    /// The baseline target (SSE2 on x86_64, NEON on aarch64): whatever the compiler
+    /// vectorizes.
     Generic,
 }
 
@@ -191,13 +227,21 @@ pub enum Int8Kernel {
     AvxVnni,
     /// 256-bit `vpmaddwd` on activations and weights widened to i16.
     Avx2,
+    /// aarch64 NEON `sdot` (dotprod) on activations shifted to i8.
+    NeonDot,
     /// Scalar loops: for CPUs without any of the above, and for testing.
     Portable,
 }
 
 impl Int8Kernel {
     /// Every kernel, fastest first.
-    pub const ALL: [Self; 4] = [Self::Avx512Vnni, Self::AvxVnni, Self::Avx2, Self::Portable];
+    pub const ALL: [Self; 5] = [
+        Self::Avx512Vnni,
+        Self::AvxVnni,
+        Self::Avx2,
+        Self::NeonDot,
+        Self::Portable,
+    ];
 
     /// The fastest kernel the CPU and `CROSSRANK_ISA` allow; decided once.
     pub fn detect() -> Self {
@@ -217,6 +261,7 @@ impl Int8Kernel {
             Self::Avx512Vnni => cpu::avx512vnni(),
             Self::AvxVnni => cpu::avx2() && cpu::avxvnni(),
             Self::Avx2 => cpu::avx2(),
+            Self::NeonDot => cpu::dotprod(),
             Self::Portable => true,
         }
     }
@@ -232,6 +277,7 @@ impl Int8Kernel {
             Self::Avx512Vnni => Level::Avx512,
             Self::AvxVnni => Level::AvxVnni,
             Self::Avx2 => Level::Avx2,
+            Self::NeonDot => Level::Dotprod,
             Self::Portable => Level::Scalar,
         }
     }
@@ -241,6 +287,7 @@ impl Int8Kernel {
             Self::Avx512Vnni => "avx512vnni",
             Self::AvxVnni => "avxvnni",
             Self::Avx2 => "avx2",
+            Self::NeonDot => "neon-dotprod",
             Self::Portable => "portable",
         }
     }
@@ -253,7 +300,8 @@ pub struct RuntimeInfo {
     pub cpu_features: Vec<&'static str>,
     /// The f32 element-wise kernels' copy: "avx512", "avx2" or "generic".
     pub f32_kernel: &'static str,
-    /// The int8 matrix kernel: "avx512vnni", "avxvnni", "avx2" or "portable".
+    /// The int8 matrix kernel: "avx512vnni", "avxvnni", "avx2", "neon-dotprod" or
+    /// "portable".
     pub int8_kernel: &'static str,
     /// `CROSSRANK_ISA` as set, if it was.
     pub isa_cap: Option<String>,
@@ -286,6 +334,11 @@ mod tests {
         let (level, warning) = parse_cap("avx2");
         assert_eq!(level, Level::Avx2);
         assert_eq!(warning.is_some(), !cpu::avx2());
+        let (level, warning) = parse_cap("dotprod");
+        assert_eq!(level, Level::Dotprod);
+        assert_eq!(warning.is_some(), !cpu::dotprod());
+        // On x86 no kernel sits at the dotprod level: it caps like scalar.
+        assert!(Level::Scalar < Level::Dotprod && Level::Dotprod < Level::Avx2);
     }
 
     #[test]
@@ -305,6 +358,15 @@ mod tests {
         if cap() == Level::Avx512 && cpu::avx2() {
             assert_ne!(info.f32_kernel, "generic");
             assert!(int8.is_fast());
+        }
+        if cap() >= Level::Dotprod && cpu::dotprod() {
+            assert_eq!(int8, Int8Kernel::NeonDot);
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            assert_eq!(info.f32_kernel, "generic");
+            assert!(info.cpu_features.contains(&"neon"));
+            assert_eq!(info.cpu_features.contains(&"dotprod"), cpu::dotprod());
         }
     }
 }
