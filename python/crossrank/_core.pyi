@@ -325,14 +325,14 @@ class RuntimeInfo(TypedDict):
     arch: str
     cpu_features: list[str]
     f32_kernel: Literal["avx512", "avx2", "generic"]
-    int8_kernel: Literal["avx512vnni", "avxvnni", "avx2", "portable"]
+    int8_kernel: Literal["avx512vnni", "avxvnni", "avx2", "neon-dotprod", "portable"]
     int8_fast: bool
     isa_cap: str | None
     threads: int
 
 def runtime_info() -> RuntimeInfo:
     """What the CPU engine runs here: the CPU features it saw, the kernels it chose for
-    float32 and int8 (``CROSSRANK_ISA=scalar|avx2|avxvnni|avx512`` caps the choice), whether
+    float32 and int8 (``CROSSRANK_ISA=scalar|dotprod|avx2|avxvnni|avx512`` caps the choice), whether
     ``precision="int8"`` has a fast kernel (without one it warns and runs float32), and
     the number of threads."""
 
