@@ -73,6 +73,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--max-lengths", default="128,512", help="comma-separated (default 128,512)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--models", default="bert,xlmr,bi-encoder",
+                        help="comma-separated subset of bert,xlmr,bi-encoder (default all)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     max_lengths = [int(x) for x in args.max_lengths.split(",")]
@@ -83,18 +85,22 @@ def main() -> int:
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    _, ce_dir = fixtures.ensure_default_fixtures()
-    bert = AutoModelForSequenceClassification.from_pretrained(str(ce_dir)).eval()
-    ok = sweep_cross_encoder("bert", ce_dir, bert, AutoTokenizer.from_pretrained(str(ce_dir)), pairs, max_lengths)
-
-    corpus = read_jsonl(args.data / "cranfield" / "corpus.jsonl")
-    words = frequent_words(d["text"] for d in corpus[:300])
-    with tempfile.TemporaryDirectory() as tmp:
-        path, xlmr, tokenizer = make_xlmr_cross_encoder(Path(tmp) / "xlmr", words)
-        ok &= sweep_cross_encoder("xlm-r", path, xlmr, tokenizer, pairs, max_lengths)
-
-    texts = [t for pair in pairs[: args.pairs // 2] for t in pair]
-    ok &= sweep_bi_encoder(fixtures.fetch_minilm(), texts, max_lengths)
+    models = set(args.models.split(","))
+    ok = True
+    if "bert" in models:
+        _, ce_dir = fixtures.ensure_default_fixtures()
+        bert = AutoModelForSequenceClassification.from_pretrained(str(ce_dir)).eval()
+        ok &= sweep_cross_encoder("bert", ce_dir, bert, AutoTokenizer.from_pretrained(str(ce_dir)), pairs,
+                                  max_lengths)
+    if "xlmr" in models:
+        corpus = read_jsonl(args.data / "cranfield" / "corpus.jsonl")
+        words = frequent_words(d["text"] for d in corpus[:300])
+        with tempfile.TemporaryDirectory() as tmp:
+            path, xlmr, tokenizer = make_xlmr_cross_encoder(Path(tmp) / "xlmr", words)
+            ok &= sweep_cross_encoder("xlm-r", path, xlmr, tokenizer, pairs, max_lengths)
+    if "bi-encoder" in models:
+        texts = [t for pair in pairs[: args.pairs // 2] for t in pair]
+        ok &= sweep_bi_encoder(fixtures.fetch_minilm(), texts, max_lengths)
     print("PASS" if ok else "FAIL", f"(tolerance {TOLERANCE})")
     return 0 if ok else 1
 
