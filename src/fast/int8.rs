@@ -265,6 +265,8 @@ pub struct QuantizedRows {
     stride: usize,
     /// Per block of `BLOCK` rows: (row within the block, column, x - dequantized x).
     outliers: Vec<Vec<(u32, u32, f32)>>,
+    /// The multiplied input of `quantize_scaled`.
+    scaled: Vec<f32>,
 }
 
 /// Clip threshold, in standard deviations of the row.
@@ -275,6 +277,28 @@ const MAX_OUTLIER_SHARE: usize = 32;
 const BLOCK: usize = 64;
 
 impl QuantizedRows {
+    /// Quantizes `rows` rows of `cols` values from `x`, each column `k` multiplied by
+    /// `multipliers[k]` first (the activation side of `fast::encoder`'s smoothing).
+    pub fn quantize_scaled(&mut self, x: &[f32], rows: usize, cols: usize, multipliers: &[f32]) {
+        assert!(x.len() >= rows * cols && multipliers.len() == cols, "activation shape");
+        let mut scaled = std::mem::take(&mut self.scaled);
+        scaled.resize(rows * cols, 0.0);
+        if cols > 0 {
+            scaled
+                .par_chunks_mut(cols * BLOCK)
+                .zip(x[..rows * cols].par_chunks(cols * BLOCK))
+                .for_each(|(out, x)| {
+                    for (out, x) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+                        for ((o, &v), &m) in out.iter_mut().zip(x).zip(multipliers) {
+                            *o = v * m;
+                        }
+                    }
+                });
+        }
+        self.quantize(&scaled, rows, cols);
+        self.scaled = scaled;
+    }
+
     /// Quantizes `rows` rows of `cols` values from `x`.
     pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) {
         assert!(x.len() >= rows * cols, "activation shape");
