@@ -103,15 +103,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => return Err(format!("unexpected argument {arg:?}").into()),
         }
     }
-    let model = model
-        .ok_or("usage: int8_accuracy MODEL_DIR [--queries N] [--f32-cache FILE]")?;
+    let model = model.ok_or("usage: int8_accuracy MODEL_DIR [--queries N] [--f32-cache FILE]")?;
     let data = PathBuf::from(
         std::env::var("CRANFIELD").unwrap_or_else(|_| "/work/shared/data/cranfield".into()),
     );
     let corpus = read_jsonl(&data.join("corpus.jsonl"))?;
     let documents: Vec<String> = corpus
         .iter()
-        .map(|d| format!("{} {}", field(d, "title"), field(d, "text")).trim().to_string())
+        .map(|d| {
+            format!("{} {}", field(d, "title"), field(d, "text"))
+                .trim()
+                .to_string()
+        })
         .collect();
     let query_texts: Vec<String> = read_jsonl(&data.join("queries.jsonl"))?
         .iter()
@@ -128,7 +131,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut groups = Vec::new();
     for (q, hits) in query_texts.iter().zip(&hits) {
         let start = pairs.len();
-        pairs.extend(hits.iter().map(|h| (q.as_str(), documents[h.doc as usize].as_str())));
+        pairs.extend(
+            hits.iter()
+                .map(|h| (q.as_str(), documents[h.doc as usize].as_str())),
+        );
         groups.push(start..pairs.len());
     }
     eprintln!(
@@ -158,7 +164,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rhos = Vec::new();
     for (q, range) in groups.iter().enumerate() {
         let rho = spearman(&exact[range.clone()], &int8[range.clone()]);
-        println!("query {:>2}: {} docs, spearman {rho:.5}", q + 1, range.len());
+        println!(
+            "query {:>2}: {} docs, spearman {rho:.5}",
+            q + 1,
+            range.len()
+        );
         rhos.push(rho);
     }
     let max_diff = exact
@@ -168,7 +178,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fold(0f32, f32::max);
     let spread = exact
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     rhos.sort_by(f64::total_cmp);
     let median = if rhos.len() % 2 == 1 {
         rhos[rhos.len() / 2]

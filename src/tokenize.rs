@@ -99,8 +99,14 @@ impl TextTokenizer {
     }
 
     fn encode_pair(&self, a: &str, b: &str, budget: usize) -> Result<Encoding> {
-        let mut a = self.plain.encode_fast(a, false).map_err(|e| self.error(e))?;
-        let mut b = self.plain.encode_fast(b, false).map_err(|e| self.error(e))?;
+        let mut a = self
+            .plain
+            .encode_fast(a, false)
+            .map_err(|e| self.error(e))?;
+        let mut b = self
+            .plain
+            .encode_fast(b, false)
+            .map_err(|e| self.error(e))?;
         let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
         for (text, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
             text.truncate(keep, 0, TruncationDirection::Right);
@@ -130,12 +136,18 @@ impl TextTokenizer {
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                let query = self.plain.encode_fast(a, false).map_err(|e| self.error(e))?;
+                let query = self
+                    .plain
+                    .encode_fast(a, false)
+                    .map_err(|e| self.error(e))?;
                 let budget = self.max_length.saturating_sub(specials + query.len());
                 if budget <= stride {
                     return Ok(vec![self.encode_pair(a, b, pair_budget)?]);
                 }
-                let mut document = self.plain.encode_fast(b, false).map_err(|e| self.error(e))?;
+                let mut document = self
+                    .plain
+                    .encode_fast(b, false)
+                    .map_err(|e| self.error(e))?;
                 document.truncate(budget, stride, TruncationDirection::Right);
                 let rest = document.take_overflowing();
                 std::iter::once(document)
@@ -178,8 +190,14 @@ impl TextTokenizer {
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                let mut a = self.plain.encode_fast(a, false).map_err(|e| self.error(e))?;
-                let mut b = self.plain.encode_fast(b, false).map_err(|e| self.error(e))?;
+                let mut a = self
+                    .plain
+                    .encode_fast(a, false)
+                    .map_err(|e| self.error(e))?;
+                let mut b = self
+                    .plain
+                    .encode_fast(b, false)
+                    .map_err(|e| self.error(e))?;
                 let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
                 for (doc, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
                     doc.truncate(keep, 0, TruncationDirection::Right);

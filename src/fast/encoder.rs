@@ -279,14 +279,22 @@ impl Layer {
         // Input magnitudes (see the module doc): the context is a weighted mean of values
         // (rows 2h..3h of the fused projection); the FFN output reads GELU of the
         // FFN input projection, whose positive side is what reaches it.
-        let values = projected(&qkv.f32_weight()[2 * h * h..], &qkv.bias[2 * h..], input_norm)
-            .into_iter()
-            .map(|(mean, spread)| mean.abs() + spread)
-            .collect::<Vec<_>>();
-        let gelu = projected(intermediate.f32_weight(), &intermediate.bias, &attention_norm)
-            .into_iter()
-            .map(|(mean, spread)| (mean + spread).max(GELU_FLOOR))
-            .collect::<Vec<_>>();
+        let values = projected(
+            &qkv.f32_weight()[2 * h * h..],
+            &qkv.bias[2 * h..],
+            input_norm,
+        )
+        .into_iter()
+        .map(|(mean, spread)| mean.abs() + spread)
+        .collect::<Vec<_>>();
+        let gelu = projected(
+            intermediate.f32_weight(),
+            &intermediate.bias,
+            &attention_norm,
+        )
+        .into_iter()
+        .map(|(mean, spread)| (mean + spread).max(GELU_FLOOR))
+        .collect::<Vec<_>>();
         let output_precision = if keeps_f32(index, layers) {
             Precision::Float32
         } else {

@@ -280,7 +280,10 @@ impl QuantizedRows {
     /// Quantizes `rows` rows of `cols` values from `x`, each column `k` multiplied by
     /// `multipliers[k]` first (the activation side of `fast::encoder`'s smoothing).
     pub fn quantize_scaled(&mut self, x: &[f32], rows: usize, cols: usize, multipliers: &[f32]) {
-        assert!(x.len() >= rows * cols && multipliers.len() == cols, "activation shape");
+        assert!(
+            x.len() >= rows * cols && multipliers.len() == cols,
+            "activation shape"
+        );
         let mut scaled = std::mem::take(&mut self.scaled);
         scaled.resize(rows * cols, 0.0);
         if cols > 0 {

@@ -48,7 +48,9 @@ fn is_pair_like(obj: &Bound<'_, PyAny>) -> bool {
         || obj.is_instance_of::<PyDict>()
         || obj.is_instance_of::<PySet>()
         || obj.is_instance_of::<PyFrozenSet>();
-    !unordered && obj.hasattr("__len__").unwrap_or(false) && obj.hasattr("__getitem__").unwrap_or(false)
+    !unordered
+        && obj.hasattr("__len__").unwrap_or(false)
+        && obj.hasattr("__getitem__").unwrap_or(false)
 }
 
 /// A (query, document) pair of Python str objects, checked but not yet copied.
