@@ -242,8 +242,8 @@ impl CrossEncoder {
     }
 
     /// Logits of already tokenized inputs, batched as `options` says, in input order.
-    /// Logits of ready-made inputs. `on_batch(0)` after each batch lets the caller stop
-    /// the run (its progress counts pairs, not inputs, so it is told of those itself).
+    /// `on_batch(0)` after each batch lets the caller stop the run (its progress counts
+    /// pairs, not inputs, so the caller reports those itself).
     fn forward_encodings(
         &self,
         inputs: &[Encoding],

@@ -61,6 +61,25 @@ impl TextTokenizer {
         Error::Tokenizer(format!("{e} (max_length {})", self.max_length))
     }
 
+    /// One text's tokens, without special tokens or truncation.
+    fn encode_piece(&self, text: &str) -> Result<Encoding> {
+        self.plain
+            .encode_fast(text, false)
+            .map_err(|e| self.error(e))
+    }
+
+    /// The tokens of two texts, cut to share `budget` by [`longest_first`].
+    fn encode_cut_pair(&self, a: &str, b: &str, budget: usize) -> Result<(Encoding, Encoding)> {
+        let mut a = self.encode_piece(a)?;
+        let mut b = self.encode_piece(b)?;
+        let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
+        for (text, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
+            text.truncate(keep, 0, TruncationDirection::Right);
+            text.take_overflowing();
+        }
+        Ok((a, b))
+    }
+
     /// Special tokens the tokenizer adds around one text (`pair` false) or two.
     fn added_tokens(&self, pair: bool) -> usize {
         self.plain
@@ -99,19 +118,7 @@ impl TextTokenizer {
     }
 
     fn encode_pair(&self, a: &str, b: &str, budget: usize) -> Result<Encoding> {
-        let mut a = self
-            .plain
-            .encode_fast(a, false)
-            .map_err(|e| self.error(e))?;
-        let mut b = self
-            .plain
-            .encode_fast(b, false)
-            .map_err(|e| self.error(e))?;
-        let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
-        for (text, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
-            text.truncate(keep, 0, TruncationDirection::Right);
-            text.take_overflowing();
-        }
+        let (a, b) = self.encode_cut_pair(a, b, budget)?;
         self.plain
             .post_process(a, Some(b), true)
             .map_err(|e| self.error(e))
@@ -132,22 +139,15 @@ impl TextTokenizer {
         stride: usize,
     ) -> Result<Vec<Vec<Encoding>>> {
         let pair_budget = self.pair_budget()?;
-        let specials = self.added_tokens(true);
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                let query = self
-                    .plain
-                    .encode_fast(a, false)
-                    .map_err(|e| self.error(e))?;
-                let budget = self.max_length.saturating_sub(specials + query.len());
+                let query = self.encode_piece(a)?;
+                let budget = pair_budget.saturating_sub(query.len());
                 if budget <= stride {
                     return Ok(vec![self.encode_pair(a, b, pair_budget)?]);
                 }
-                let mut document = self
-                    .plain
-                    .encode_fast(b, false)
-                    .map_err(|e| self.error(e))?;
+                let mut document = self.encode_piece(b)?;
                 document.truncate(budget, stride, TruncationDirection::Right);
                 let rest = document.take_overflowing();
                 std::iter::once(document)
@@ -171,10 +171,7 @@ impl TextTokenizer {
     pub fn encode_duos(&self, query: &str, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
         let separator = pair_separator(&self.plain).map_err(|e| self.error(e))?;
         let specials = self.added_tokens(true) + separator.len();
-        let mut query = self
-            .plain
-            .encode_fast(query, false)
-            .map_err(|e| self.error(e))?;
+        let mut query = self.encode_piece(query)?;
         query.truncate(self.max_length / 2, 0, TruncationDirection::Right);
         query.take_overflowing();
         let budget = self
@@ -190,19 +187,7 @@ impl TextTokenizer {
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                let mut a = self
-                    .plain
-                    .encode_fast(a, false)
-                    .map_err(|e| self.error(e))?;
-                let mut b = self
-                    .plain
-                    .encode_fast(b, false)
-                    .map_err(|e| self.error(e))?;
-                let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
-                for (doc, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
-                    doc.truncate(keep, 0, TruncationDirection::Right);
-                    doc.take_overflowing();
-                }
+                let (a, b) = self.encode_cut_pair(a, b, budget)?;
                 let second = Encoding::merge([a, separator.clone(), b], false);
                 self.plain
                     .post_process(query.clone(), Some(second), true)

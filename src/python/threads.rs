@@ -57,6 +57,10 @@ where
 pub struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
+    fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
     pub fn is_raised(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
@@ -99,29 +103,21 @@ where
             *lock(&slot.0) = Some(result);
             slot.1.notify_one();
         });
-        let wait = |timeout: Option<Duration>| {
-            let guard = lock(&slot.0);
-            let mut guard = match timeout {
-                Some(t) => {
-                    slot.1
-                        .wait_timeout_while(guard, t, |v| v.is_none())
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0
-                }
-                None => slot
-                    .1
-                    .wait_while(guard, |v| v.is_none())
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            };
+        // The result, if the worker stores it within `timeout`.
+        let wait = |timeout: Duration| {
+            let (mut guard, _) = slot
+                .1
+                .wait_timeout_while(lock(&slot.0), timeout, |v| v.is_none())
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             guard.take()
         };
         loop {
-            if let Some(result) = py.detach(|| wait(Some(SIGNAL_POLL))) {
+            if let Some(result) = py.detach(|| wait(SIGNAL_POLL)) {
                 return Ok(result);
             }
             if worker.is_finished() {
                 // The worker stores its result before it ends.
-                if let Some(result) = wait(Some(Duration::ZERO)) {
+                if let Some(result) = wait(Duration::ZERO) {
                     return Ok(result);
                 }
                 // Finished without a result: it panicked; re-raise its panic here.
@@ -133,9 +129,9 @@ where
                 };
             }
             if let Err(signal) = py.check_signals() {
-                interrupt.0.store(true, Ordering::Relaxed);
+                interrupt.raise();
                 // The work stops at its next check; its result is dropped.
-                let _ = py.detach(|| {
+                py.detach(|| {
                     let _ = worker.join();
                 });
                 return Err(signal);
