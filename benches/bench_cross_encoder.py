@@ -42,7 +42,7 @@ import crossrank  # noqa: E402
 INT8 = "crossrank (int8)"
 ORT_INT8 = "onnxruntime int8 (length-sorted)"
 APPROXIMATE = (INT8, ORT_INT8)
-DATA = ROOT.parent / "shared" / "data" / "cranfield"
+DATA = fixtures.DATA / "cranfield"
 
 
 def read_jsonl(path: Path) -> list[dict]:

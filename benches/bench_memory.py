@@ -27,7 +27,7 @@ def child(n: int, max_length: int) -> None:
 
     import crossrank
 
-    corpus = [json.loads(line) for line in open(ROOT.parent / "shared" / "data" / "cranfield" / "corpus.jsonl")]
+    corpus = [json.loads(line) for line in open(fixtures.DATA / "cranfield" / "corpus.jsonl")]
     docs = [d["text"] for d in corpus]
     ce = crossrank.CrossEncoder(str(fixtures.ensure_default_fixtures()[1]), max_length=max_length)
     pairs = [("what similarity laws must be obeyed", docs[i % len(docs)]) for i in range(n)]

@@ -33,7 +33,7 @@ def child(n: int) -> None:
 
     import crossrank
 
-    corpus = [json.loads(line) for line in open(ROOT.parent / "shared" / "data" / "cranfield" / "corpus.jsonl")]
+    corpus = [json.loads(line) for line in open(fixtures.DATA / "cranfield" / "corpus.jsonl")]
     docs = [d["text"] for d in corpus]
     ce = crossrank.CrossEncoder(str(fixtures.ensure_default_fixtures()[1]), max_length=16)
     pairs = [("what similarity laws must be obeyed", docs[i % len(docs)]) for i in range(n)]

@@ -98,7 +98,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     calibration_rows, weight_rows, comparison_rows = [], [], []
     for name in args.collections:
-        data = load_beir(ROOT.parent / "shared" / "data" / name)
+        data = load_beir(fixtures.DATA / name)
         qids = sorted(data.queries)
         random.Random(0).shuffle(qids)
         cut = len(qids) * 2 // 3

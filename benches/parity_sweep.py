@@ -72,7 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--max-lengths", default="128,512", help="comma-separated (default 128,512)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=fixtures.DATA)
     parser.add_argument("--models", default="bert,xlmr,bi-encoder",
                         help="comma-separated subset of bert,xlmr,bi-encoder (default all)")
     args = parser.parse_args()

@@ -19,7 +19,7 @@ from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage
 a = dict(coll='cranfield', loss='bce', lr='5e-5', epochs='1', negs='4', maxlen='128', depth='100', positives='retrieved',
          dropout='None', bs='16', stages='bm25', mine='bm25')
 a.update(kv.split('=', 1) for kv in sys.argv[1:])
-d = load_beir(f'../shared/data/{a["coll"]}')
+d = load_beir(f'data/{a["coll"]}')
 train, test = split_queries(d, n_train=150 if a['coll'] == 'cranfield' else None, seed=0)
 bi = BiEncoder('.cache/models/all-MiniLM-L6-v2')
 ex = mine_examples(train, hard_negatives=a['mine'], negatives_per_query=int(a['negs']), depth=int(a['depth']), seed=0,

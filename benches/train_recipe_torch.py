@@ -18,7 +18,7 @@ from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage
 name, coll, lr, epochs, negs, maxlen, depth, mode = sys.argv[1:9]
 lr, epochs, negs, maxlen, depth = float(lr), int(epochs), int(negs), int(maxlen), int(depth)
 torch.manual_seed(0); torch.set_num_threads(2)
-d = load_beir(f'../shared/data/{coll}')
+d = load_beir(f'data/{coll}')
 train, test = split_queries(d, n_train=150 if coll == 'cranfield' else None, seed=0)
 ex = mine_examples(train, hard_negatives="bm25", negatives_per_query=negs, depth=depth, seed=0).pairs()
 base = '.cache/models/all-MiniLM-L6-v2'

@@ -4,7 +4,7 @@
 //!     cargo run --release --example int8_accuracy -- MODEL_DIR [--queries N] [--f32-cache FILE]
 //!
 //! Workload: the first N (default 10) Cranfield queries (`$CRANFIELD`, default
-//! /work/shared/data/cranfield: corpus.jsonl and queries.jsonl, JSON lines with `_id`,
+//! the repository's data/cranfield: corpus.jsonl and queries.jsonl, JSON lines with `_id`,
 //! `title`, `text`), BM25 top-100 each (k1 0.9, b 0.4, document = title + " " + text),
 //! scored at max_length 512 as raw logits. `--f32-cache FILE` keeps the float32 scores
 //! between runs (recomputed when the file is missing or holds another count), for
@@ -105,7 +105,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let model = model.ok_or("usage: int8_accuracy MODEL_DIR [--queries N] [--f32-cache FILE]")?;
     let data = PathBuf::from(
-        std::env::var("CRANFIELD").unwrap_or_else(|_| "/work/shared/data/cranfield".into()),
+        std::env::var("CRANFIELD")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/data/cranfield").into()),
     );
     let corpus = read_jsonl(&data.join("corpus.jsonl"))?;
     let documents: Vec<String> = corpus

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "cranfield"
+DATA = ROOT / "data" / "cranfield"
 sys.path.insert(0, str(ROOT / "scripts"))
 
 QUERY = "what are the effects of heat transfer on boundary layer flow"

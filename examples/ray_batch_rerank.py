@@ -74,7 +74,7 @@ def main() -> None:
 
     _, ce_path = fixtures.ensure_default_fixtures()
     model = crossrank.CrossEncoder(str(ce_path), max_length=256)
-    rows = candidates(ROOT.parent / "shared" / "data" / "cranfield", args.queries, args.top_k)
+    rows = candidates(ROOT / "data" / "cranfield", args.queries, args.top_k)
     scored = rerank_with_ray(model, rows)
     best: dict[str, tuple[float, str]] = {}
     for row in scored:

@@ -126,7 +126,7 @@ def rust_steps(binary: Path, model_dir: str, batch, max_length: int, steps: int)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=str(ROOT / ".cache/models/minilm-l6-ce-seed0"))
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/cranfield"))
+    parser.add_argument("--data", default=str(ROOT / "data" / "cranfield"))
     parser.add_argument("--rust-bin", default=str(ROOT / "target/release/examples/train_step_bench"))
     parser.add_argument("--max-lengths", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--batch-size", type=int, default=16)

@@ -1,4 +1,4 @@
-"""The shipped IR collections (../shared/data, BEIR layout) and the dense-retrieval run the
+"""The shipped IR collections (data/, BEIR layout) and the dense-retrieval run the
 demo, the tests and the benches share. nDCG here follows trec_eval's ndcg_cut; crossrank's
 own metrics (checked against pytrec-eval-terrier) will replace it."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA = fixtures.DATA
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -35,7 +35,7 @@ from crossrank.datasets import load_beir  # noqa: E402
 from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = fixtures.DATA
 METRICS = ["ndcg@10", "mrr@10", "map@100", "recall@100"]
 MARK_START, MARK_END = "<!-- demo-all:start -->", "<!-- demo-all:end -->"
 RESULTS_SETUP = (
@@ -115,7 +115,7 @@ def write_results(path: Path, results: list) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, nargs="*", default=None,
-                        help="BEIR-layout directories (default: ../shared/data/cranfield, or $DATA)")
+                        help="BEIR-layout directories (default: data/cranfield, or $DATA)")
     parser.add_argument("--all", action="store_true", help="cranfield, cisi and cacm")
     parser.add_argument("--write-results", type=Path, default=None, help="write the tables into this markdown file")
     args = parser.parse_args()

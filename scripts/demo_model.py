@@ -29,7 +29,7 @@ from crossrank.datasets import Dataset, load_beir  # noqa: E402
 from crossrank.train import CrossEncoderTrainer  # noqa: E402
 from crossrank.training_data import mine_examples, split_queries  # noqa: E402
 
-SHARED = fixtures.ROOT.parent / "shared" / "data"
+SHARED = fixtures.DATA
 COLLECTIONS = ("cranfield", "cisi", "cacm")
 # Changing any value retrains (the cache directory is named after its hash). Why these
 # values: benches/TRAINING.md, "Recipe".

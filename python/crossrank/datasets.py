@@ -2,7 +2,7 @@
 (or ``qrels/<split>.tsv``).
 
 >>> from crossrank.datasets import load_beir
->>> data = load_beir("../shared/data/cranfield")
+>>> data = load_beir("data/cranfield")
 >>> data
 Dataset('cranfield': 1400 documents, 225 judged queries, 1837 judgments)
 

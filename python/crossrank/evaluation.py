@@ -3,7 +3,7 @@
 >>> from crossrank import BiEncoder, CrossEncoder
 >>> from crossrank.datasets import load_beir
 >>> from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage, evaluate
->>> data = load_beir("../shared/data/cranfield")
+>>> data = load_beir("data/cranfield")
 >>> result = evaluate([BM25Stage(), DenseStage(BiEncoder("sentence-transformers/all-MiniLM-L6-v2")),
 ...                    FusionStage(["bm25", "dense"]), RerankStage(CrossEncoder(...), input="hybrid")],
 ...                   data, metrics=["ndcg@10", "mrr@10", "map@100", "recall@100"], depth=100)

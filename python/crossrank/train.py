@@ -5,7 +5,7 @@ checkpoint that loads in transformers / sentence-transformers and in crossrank.
 >>> from crossrank.datasets import load_beir
 >>> from crossrank.training_data import split_queries
 >>> from crossrank.train import CrossEncoderTrainer
->>> train, test = split_queries(load_beir("../shared/data/cranfield"), n_train=150, seed=0)
+>>> train, test = split_queries(load_beir("data/cranfield"), n_train=150, seed=0)
 >>> tr = CrossEncoderTrainer(base="sentence-transformers/all-MiniLM-L6-v2", max_length=256)
 >>> history = tr.fit(train, eval_dataset=test, hard_negatives="bm25", negatives_per_query=4)
 >>> tr.save("cranfield-cross-encoder")

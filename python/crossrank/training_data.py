@@ -5,7 +5,7 @@ sentence-transformers' ``mine_hard_negatives`` does.
 
 >>> from crossrank.datasets import load_beir
 >>> from crossrank.training_data import split_queries, mine_examples
->>> train, test = split_queries(load_beir("../shared/data/cranfield"), n_train=150, seed=0)
+>>> train, test = split_queries(load_beir("data/cranfield"), n_train=150, seed=0)
 >>> examples = mine_examples(train, hard_negatives="bm25", negatives_per_query=4)
 >>> examples.pairs()[:2]      # [(query, document, 1.0), (query, document, 0.0), ...]
 >>> examples.groups()[:1]     # [(query, positive, [negative, ...]), ...] for a listwise loss
