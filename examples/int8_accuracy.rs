@@ -12,9 +12,9 @@
 
 use std::path::PathBuf;
 
-use crossrank::analyzer::AnalyzerConfig;
-use crossrank::bm25::{Bm25, Bm25Params};
-use crossrank::{Activation, CrossEncoder, CrossEncoderOptions, Precision};
+use crossrank::{
+    Activation, AnalyzerConfig, Bm25, Bm25Params, CrossEncoder, CrossEncoderOptions, Precision,
+};
 
 const TOP_K: usize = 100;
 const MAX_LENGTH: usize = 512;

@@ -23,7 +23,10 @@ mod routes {
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn madd_i16(steps: usize) -> i32 {
-        let w = [black_box(_mm256_set1_epi16(3)), black_box(_mm256_set1_epi16(5))];
+        let w = [
+            black_box(_mm256_set1_epi16(3)),
+            black_box(_mm256_set1_epi16(5)),
+        ];
         let x = black_box([1i32; ROWS]);
         let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
         for _ in 0..steps {
@@ -39,7 +42,10 @@ mod routes {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn maddubs_u8(steps: usize) -> i32 {
         let ones = _mm256_set1_epi16(1);
-        let w = [black_box(_mm256_set1_epi8(3)), black_box(_mm256_set1_epi8(5))];
+        let w = [
+            black_box(_mm256_set1_epi8(3)),
+            black_box(_mm256_set1_epi8(5)),
+        ];
         let x = black_box([1i32; ROWS]);
         let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
         for _ in 0..steps {
@@ -56,7 +62,10 @@ mod routes {
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn fma_f32(steps: usize) -> f32 {
-        let w = [black_box(_mm256_set1_ps(0.5)), black_box(_mm256_set1_ps(0.25))];
+        let w = [
+            black_box(_mm256_set1_ps(0.5)),
+            black_box(_mm256_set1_ps(0.25)),
+        ];
         let x = black_box([1e-9f32; ROWS]);
         let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
         for _ in 0..steps {
@@ -108,13 +117,25 @@ fn main() {
         steps as f64 * products / best / 1e9
     };
     // SAFETY: AVX2 and FMA were detected above.
-    let madd = time(&|| unsafe { routes::madd_i16(steps) } as f64, routes::MADD_PRODUCTS);
-    let maddubs = time(&|| unsafe { routes::maddubs_u8(steps) } as f64, routes::MADDUBS_PRODUCTS);
-    let fma = time(&|| unsafe { routes::fma_f32(steps) } as f64, routes::FMA_PRODUCTS);
+    let madd = time(
+        &|| unsafe { routes::madd_i16(steps) } as f64,
+        routes::MADD_PRODUCTS,
+    );
+    let maddubs = time(
+        &|| unsafe { routes::maddubs_u8(steps) } as f64,
+        routes::MADDUBS_PRODUCTS,
+    );
+    let fma = time(
+        &|| unsafe { routes::fma_f32(steps) } as f64,
+        routes::FMA_PRODUCTS,
+    );
     println!("GMAC/s on one thread (best of 3), ratio to f32 FMA:");
     println!("  f32 vfmadd231ps          {fma:6.1}  1.00x");
     println!("  i16 vpmaddwd             {madd:6.1}  {:.2}x", madd / fma);
-    println!("  u8xi8 vpmaddubsw+vpmaddwd {maddubs:6.1}  {:.2}x", maddubs / fma);
+    println!(
+        "  u8xi8 vpmaddubsw+vpmaddwd {maddubs:6.1}  {:.2}x",
+        maddubs / fma
+    );
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -1,38 +1,51 @@
 //! crossrank: re-ranking for retrieval pipelines. The core (this crate) runs without
 //! Python; the pyo3 bindings live in `python/` behind the `python` feature.
+//!
+//! # Module map
+//!
+//! The path of a query, in the order it runs:
+//!
+//! - [`retrieve`]: first-stage candidates. BM25 over an analyzer, an exact dense index,
+//!   hits and their ids.
+//! - [`score`]: re-scoring candidates with a model. [`CrossEncoder`] (query, document)
+//!   -> relevance and [`BiEncoder`] text -> embedding, over one engine abstraction
+//!   (`score::engine::Engine`) with two engines: crossrank's CPU forward pass
+//!   ([`score::cpu`]: packed sequences, its own GEMM dispatch and int8 kernels) and
+//!   candle's (the CPU engine's reference, and the path on GPUs). Batching, pooling and
+//!   long-document windows live beside them.
+//! - [`rank`]: ordering from scores. Normalization, fusion, hybrid signal weighting
+//!   (weights fit by coordinate ascent), calibration, pairwise preference aggregation.
+//! - [`metrics`]: trec_eval-exact evaluation of a run against judgments.
+//!
+//! Beside that path:
+//!
+//! - [`model`]: loading a checkpoint for any engine (source, `config.json`, weights,
+//!   tokenizer, device, precision).
+//! - [`train`]: fine-tuning a cross-encoder (forward and backward on the CPU, AdamW,
+//!   checkpoints transformers reads back).
+//! - [`error`]: the crate's one error type.
+//! - `python` (feature `python`): the pyo3 bindings, a thin layer over the above.
 
-pub mod analyzer;
-pub mod batching;
-pub mod bi_encoder;
-pub mod bm25;
-pub mod calibration;
-pub mod coordinate_ascent;
-pub mod cross_encoder;
-pub mod dense_index;
-pub mod device;
 pub mod error;
-pub mod fast;
-pub mod fusion;
-pub mod hit;
-pub mod hybrid;
-pub mod index_file;
-pub mod long_document;
 pub mod metrics;
-pub mod models;
-pub mod normalize;
-pub mod pairwise;
-pub mod precision;
-pub mod similarity;
-pub mod source;
-pub mod tokenize;
+pub mod model;
+pub mod rank;
+pub mod retrieve;
+pub mod score;
 pub mod train;
-pub mod weights;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use bi_encoder::{BiEncoder, BiEncoderOptions, Embeddings, Pooling};
-pub use cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores};
 pub use error::{Error, Result};
-pub use precision::Precision;
-pub use source::HubOptions;
+pub use model::precision::Precision;
+pub use model::source::HubOptions;
+pub use retrieve::analyzer::AnalyzerConfig;
+pub use retrieve::bm25::{Bm25, Bm25Params};
+pub use retrieve::dense_index::DenseIndex;
+pub use score::bi_encoder::{BiEncoder, BiEncoderOptions, Embeddings};
+pub use score::cross_encoder::{
+    Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
+};
+pub use score::long_document::LongDocument;
+pub use score::pooling::Pooling;

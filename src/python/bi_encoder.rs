@@ -1,4 +1,4 @@
-//! `crossrank.BiEncoder`: the Python face of `crate::bi_encoder::BiEncoder`.
+//! `crossrank.BiEncoder`: the Python face of `crate::score::bi_encoder::BiEncoder`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,9 +13,10 @@ use super::errors::{load_error, to_py};
 use super::inputs::{extract_texts, hub_options, model_path, optional_positive, positive};
 use super::progress::Progress;
 use super::threads::{detach, detach_interruptible};
-use crate::bi_encoder::{BiEncoder, BiEncoderOptions, Pooling};
-use crate::precision::Precision;
-use crate::similarity::cosine_matrix;
+use crate::model::precision::Precision;
+use crate::retrieve::similarity::cosine_matrix;
+use crate::score::bi_encoder::{BiEncoder, BiEncoderOptions};
+use crate::score::pooling::Pooling;
 
 #[derive(Clone)]
 struct InitArgs {

@@ -1,4 +1,4 @@
-//! `crossrank.BM25`: the Python face of `crate::bm25::Bm25`.
+//! `crossrank.BM25`: the Python face of `crate::retrieve::bm25::Bm25`.
 
 use std::path::PathBuf;
 
@@ -11,9 +11,9 @@ use super::errors::to_py;
 use super::inputs::{extract_text_list, positive, query_str, type_name};
 use super::progress::Progress;
 use super::threads::{detach, detach_interruptible};
-use crate::analyzer::AnalyzerConfig;
-use crate::bm25::{Bm25, Bm25Params};
-use crate::hit::Hit;
+use crate::retrieve::analyzer::AnalyzerConfig;
+use crate::retrieve::bm25::{Bm25, Bm25Params};
+use crate::retrieve::hit::Hit;
 
 /// `(ids, scores)`: ids as a list of str when the index has ids, else an int64 array of
 /// corpus positions; scores as a float32 array.

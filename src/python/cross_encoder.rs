@@ -1,4 +1,4 @@
-//! `crossrank.CrossEncoder`: the Python face of `crate::cross_encoder::CrossEncoder`.
+//! `crossrank.CrossEncoder`: the Python face of `crate::score::cross_encoder::CrossEncoder`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,12 +16,12 @@ use super::inputs::{
 };
 use super::progress::Progress;
 use super::threads::{detach, detach_interruptible};
-use crate::batching::CHUNK;
-use crate::cross_encoder::{
-    rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
+use crate::model::precision::Precision;
+use crate::score::batching::CHUNK;
+use crate::score::cross_encoder::{
+    Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
 };
-use crate::long_document::LongDocument;
-use crate::precision::Precision;
+use crate::score::long_document::LongDocument;
 
 /// An activation given as a name ("sigmoid") or as a torch module (`torch.nn.Sigmoid()`),
 /// which sentence-transformers users pass.
@@ -198,13 +198,10 @@ impl PyCrossEncoder {
         let name = args.model_name_or_path.clone();
         let inner =
             detach(py, || CrossEncoder::load(&name, &options)).map_err(|e| load_error(&name, e))?;
-        if args.long_document != LongDocument::Truncate && args.stride * 2 >= inner.max_length() {
-            return Err(PyValueError::new_err(format!(
-                "stride {} must be less than half of max_length ({})",
-                args.stride,
-                inner.max_length()
-            )));
-        }
+        // Checked again by every predict; here so a bad stride fails at load.
+        args.long_document
+            .check_stride(args.stride, inner.max_length())
+            .map_err(to_py)?;
         Ok(Self {
             inner: Arc::new(inner),
             args,
@@ -268,21 +265,17 @@ impl PyCrossEncoder {
             }
             k => k.map(|k| k as usize),
         };
-        if self.inner.num_labels() != 1 {
-            return Err(PyValueError::new_err(format!(
-                "rank() needs a model with one output label; this one has {}",
-                self.inner.num_labels()
-            )));
-        }
-        let query = PyString::new(py, &query).into_any();
-        let pairs: Vec<_> = documents
-            .iter()
-            .map(|d| (query.clone(), PyString::new(py, d).into_any()))
-            .collect();
-        let progress = Progress::new(py, show_progress_bar, pairs.len(), "Ranking", "doc")?;
-        let result = self.predict_chunked(py, &pairs, &options, &progress);
+        let texts: Vec<&str> = documents.iter().map(String::as_str).collect();
+        let progress = Progress::new(py, show_progress_bar, texts.len(), "Ranking", "doc")?;
+        let inner = &self.inner;
+        let result = detach_interruptible(py, |interrupt| {
+            inner.rank(&query, &texts, top_k, &options, &mut |n| {
+                progress.update(n);
+                interrupt.check()
+            })
+        });
         progress.close(py);
-        let ranked = rank_by_score(result?.values, top_k);
+        let ranked = result?.map_err(to_py)?;
         let docs = documents;
         let out = PyList::empty(py);
         for (id, score) in ranked {

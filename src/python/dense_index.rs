@@ -11,8 +11,8 @@ use super::bm25::hits_to_py;
 use super::errors::to_py;
 use super::inputs::{extract_text_list, positive, type_name};
 use super::threads::detach;
-use crate::dense_index::{row_scales, DenseIndex, DenseMetric, DenseView};
-use crate::hit::check_ids;
+use crate::retrieve::dense_index::{row_scales, DenseIndex, DenseMetric, DenseView};
+use crate::retrieve::hit::check_ids;
 
 /// `obj` as a C-contiguous float32 numpy array (no copy when it already is one) and
 /// whether it was 1-D.

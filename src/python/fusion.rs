@@ -6,7 +6,7 @@ use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
 use super::errors::to_py;
 use super::inputs::type_name;
-use crate::fusion;
+use crate::rank::fusion;
 
 /// A document key as the caller gave it: str ids or int positions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PySet, PyString, PyTuple};
 
-use crate::source::HubOptions;
+use crate::model::source::HubOptions;
 
 pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
 use super::errors::to_py;
-use crate::pairwise::{aggregate, sort_by_preference, Aggregation};
+use crate::rank::pairwise::{aggregate, sort_by_preference, Aggregation};
 
 /// One score per document from an (n, n) matrix of P(row more relevant than column).
 #[pyfunction]

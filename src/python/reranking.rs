@@ -11,22 +11,16 @@ use pyo3::types::{PyDict, PyTuple};
 use super::errors::to_py;
 use super::inputs::positive;
 use super::threads::detach;
-use crate::calibration::{
+use crate::metrics::Metric;
+use crate::rank::calibration::{
     expected_calibration_error, suggest_threshold, Calibration, Method, ThresholdTarget,
 };
-use crate::coordinate_ascent::{coordinate_ascent, AscentOptions, TrainingQuery};
-use crate::hybrid::{basis, combine, Fusion, Signal};
-use crate::metrics::Metric;
-use crate::normalize::Normalization;
+use crate::rank::coordinate_ascent::{coordinate_ascent, AscentOptions, TrainingQuery};
+use crate::rank::hybrid::{basis, combine, Fusion, Signal};
+use crate::rank::normalize::Normalization;
 
 fn fusion(name: &str, k: f64) -> PyResult<Fusion> {
-    match name {
-        "weighted" | "weighted_sum" => Ok(Fusion::WeightedSum),
-        "rrf" => Ok(Fusion::ReciprocalRank { k }),
-        _ => Err(PyValueError::new_err(format!(
-            "unknown fusion {name:?}; expected \"weighted\" or \"rrf\""
-        ))),
-    }
+    Fusion::from_name(name, k).map_err(to_py)
 }
 
 fn signals(

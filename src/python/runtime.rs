@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::fast::isa;
+use crate::score::cpu::isa;
 
 /// The CPU features seen, the kernels chosen for float32 and int8, the
 /// ``CROSSRANK_ISA`` cap (if set) and the number of threads the engine uses.
@@ -16,7 +16,10 @@ pub fn runtime_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     out.set_item("cpu_features", info.cpu_features)?;
     out.set_item("f32_kernel", info.f32_kernel)?;
     out.set_item("int8_kernel", info.int8_kernel)?;
-    out.set_item("int8_fast", crate::fast::int8::fast_kernel_available())?;
+    out.set_item(
+        "int8_fast",
+        crate::score::cpu::int8::fast_kernel_available(),
+    )?;
     out.set_item("isa_cap", info.isa_cap)?;
     out.set_item("threads", super::threads::num_threads())?;
     Ok(out)

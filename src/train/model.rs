@@ -24,8 +24,10 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::error::{Error, Result};
-use crate::models::bert::{cls_token, Config, EncoderInput, HiddenAct};
-use crate::models::{Checkpoint, Family};
+use crate::model::checkpoint::{Checkpoint, Family};
+use crate::model::config::{Config, HiddenAct};
+use crate::model::names;
+use crate::score::candle::bert::{cls_token, EncoderInput};
 use crate::train::dropout::Dropout;
 use crate::train::init::NormalRng;
 use crate::train::ops::{attention, dense, gelu_erf, layer_norm};
@@ -271,50 +273,49 @@ impl TrainableBert {
             source: source.to_string(),
         };
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
-        let e = "bert.embeddings";
+        // Trained models are saved as BertForSequenceClassification: encoder under "bert".
+        let e = format!("bert.{}", names::EMBEDDINGS);
+        let table = |name: &str| format!("{e}.{name}.weight");
         let embeddings = Embeddings {
-            word: pb.load(
-                &format!("{e}.word_embeddings.weight"),
-                &[config.vocab_size, h],
-            )?,
+            word: pb.load(&table(names::WORD_EMBEDDINGS), &[config.vocab_size, h])?,
             position: pb.load(
-                &format!("{e}.position_embeddings.weight"),
+                &table(names::POSITION_EMBEDDINGS),
                 &[config.max_position_embeddings, h],
             )?,
             token_type: pb.load(
-                &format!("{e}.token_type_embeddings.weight"),
+                &table(names::TOKEN_TYPE_EMBEDDINGS),
                 &[config.type_vocab_size, h],
             )?,
-            norm: pb.norm(&format!("{e}.LayerNorm"), h, eps)?,
+            norm: pb.norm(&format!("{e}.{}", names::LAYER_NORM), h, eps)?,
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
-            let p = format!("bert.encoder.layer.{i}");
+            let p = format!("bert.{}", names::layer(i));
+            let name = |part: &str| format!("{p}.{part}");
+            let attention = |proj: &str| format!("{p}.{}.{proj}", names::SELF_ATTENTION);
             layers.push(Layer {
-                query: pb.dense(&format!("{p}.attention.self.query"), h, h)?,
-                key: pb.dense(&format!("{p}.attention.self.key"), h, h)?,
-                value: pb.dense(&format!("{p}.attention.self.value"), h, h)?,
-                attention_out: pb.dense(&format!("{p}.attention.output.dense"), h, h)?,
-                attention_norm: pb.norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
-                intermediate: pb.dense(
-                    &format!("{p}.intermediate.dense"),
-                    config.intermediate_size,
-                    h,
-                )?,
-                output: pb.dense(&format!("{p}.output.dense"), h, config.intermediate_size)?,
-                output_norm: pb.norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                query: pb.dense(&attention(names::QUERY), h, h)?,
+                key: pb.dense(&attention(names::KEY), h, h)?,
+                value: pb.dense(&attention(names::VALUE), h, h)?,
+                attention_out: pb.dense(&name(names::ATTENTION_OUTPUT), h, h)?,
+                attention_norm: pb.norm(&name(names::ATTENTION_NORM), h, eps)?,
+                intermediate: pb.dense(&name(names::INTERMEDIATE), config.intermediate_size, h)?,
+                output: pb.dense(&name(names::OUTPUT), h, config.intermediate_size)?,
+                output_norm: pb.norm(&name(names::OUTPUT_NORM), h, eps)?,
                 num_heads: config.num_attention_heads,
                 head_dim: h / config.num_attention_heads,
                 act: config.hidden_act,
             });
         }
-        let pooler = if pb.has("bert.pooler.dense.weight") {
-            pb.dense("bert.pooler.dense", h, h)?
+        let pooler_name = format!("bert.{}", names::BERT_POOLER);
+        let pooler = if pb.has(&format!("{pooler_name}.weight")) {
+            pb.dense(&pooler_name, h, h)?
         } else {
-            pb.init_dense("bert.pooler.dense", h, h)?
+            pb.init_dense(&pooler_name, h, h)?
         };
-        let (classifier, num_labels) = if pb.has("classifier.weight") {
-            let (vb, key) = pb.checkpoint_vb("classifier.weight");
+        let classifier_weight = format!("{}.weight", names::BERT_CLASSIFIER);
+        let (classifier, num_labels) = if pb.has(&classifier_weight) {
+            let (vb, key) = pb.checkpoint_vb(&classifier_weight);
             let found = vb
                 .get_unchecked(&key)
                 .and_then(|t| t.dim(0))
@@ -325,13 +326,13 @@ impl TrainableBert {
                      {found} labels; train from its encoder alone to get a new head"
                 )));
             }
-            (pb.dense("classifier", found, h)?, found)
+            (pb.dense(names::BERT_CLASSIFIER, found, h)?, found)
         } else {
             let n = num_labels.unwrap_or(1);
             if n == 0 {
                 return Err(Error::invalid("num_labels must be at least 1"));
             }
-            (pb.init_dense("classifier", n, h)?, n)
+            (pb.init_dense(names::BERT_CLASSIFIER, n, h)?, n)
         };
         let report = LoadReport {
             initialized: pb.initialized,

@@ -8,8 +8,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde_json::json;
 
-use crate::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions};
 use crate::error::Error;
+use crate::score::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions};
 use crate::train::init::NormalRng;
 use crate::train::{Batch, Group, Loss, Trainer, TrainerConfig};
 

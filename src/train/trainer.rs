@@ -5,12 +5,13 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor, Var};
 
-use crate::batching::make_input;
 use crate::error::{Error, Result};
-use crate::models::bert::EncoderInput;
-use crate::models::{Checkpoint, Family, InputScheme, ModelConfig};
-use crate::source::{HubOptions, ModelSource};
-use crate::tokenize::{resolve_max_length, TextTokenizer};
+use crate::model::checkpoint::{Checkpoint, Family, InputScheme};
+use crate::model::config::ModelConfig;
+use crate::model::source::{HubOptions, ModelSource};
+use crate::model::tokenize::{resolve_max_length, TextTokenizer};
+use crate::score::candle::bert::EncoderInput;
+use crate::score::candle::make_input;
 use crate::train::batch::{Batch, Target};
 use crate::train::checkpoint::{self, CheckpointContents, TOKENIZER_FILES};
 use crate::train::clip::{clip_grad_norm, global_norm};

@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::{contiguous_f32, fast_path, with_values};
-use crate::fast::gemm::{matmul, Mat, MatMut, B};
+use crate::score::cpu::gemm::{matmul, Mat, MatMut, B};
 
 /// A mask value at or below this marks a padded key (the model adds f32::MIN).
 const MASKED: f32 = f32::MIN / 2.0;
@@ -152,7 +152,7 @@ fn masked_softmax(p: &mut [f32], mask: &[f32], scale: f32) {
             *x = *x * scale + m;
         }
     }
-    crate::fast::kernels::softmax_rows(p, mask.len());
+    crate::score::cpu::kernels::softmax_rows(p, mask.len());
     // The kernel's exp clamps its argument at -87, leaving ~1e-38 where PyTorch has 0.
     let masked: Vec<usize> = (0..mask.len()).filter(|&j| mask[j] <= MASKED).collect();
     if !masked.is_empty() {

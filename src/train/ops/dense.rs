@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{column_sums, contiguous_f32, fast_path, last_dim, with_values};
-use crate::fast::gemm::{matmul, Mat, MatMut, B};
+use crate::score::cpu::gemm::{matmul, Mat, MatMut, B};
 
 /// `x`: (..., in); `weight`: (out, in); `bias`: (out). Returns (..., out).
 pub fn dense(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {

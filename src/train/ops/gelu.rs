@@ -35,7 +35,7 @@ impl CustomOp1 for GeluErf {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let mut out = contiguous_f32(storage, layout, self.name())?.to_vec();
-        crate::fast::kernels::gelu_erf(&mut out);
+        crate::score::cpu::kernels::gelu_erf(&mut out);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 

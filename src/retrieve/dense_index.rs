@@ -10,9 +10,9 @@ use std::str::FromStr;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::fast::gemm::{matmul, Mat, MatMut, B};
-use crate::hit::{check_ids, top_hits, Hit};
-use crate::index_file;
+use crate::retrieve::hit::{check_ids, top_hits, Hit};
+use crate::retrieve::index_file;
+use crate::score::cpu::gemm::{matmul, Mat, MatMut, B};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CRDENSv1";

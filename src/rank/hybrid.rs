@@ -3,7 +3,8 @@
 //! [`Combination`] keeps every signal's normalized value and contribution, which is what
 //! `explain=True` shows.
 
-use crate::normalize::Normalization;
+use crate::rank::normalize::Normalization;
+use crate::rank::weights::{check_rrf_k, check_weights};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -13,6 +14,20 @@ pub enum Fusion {
     /// score = sum_i w_i / (k + rank_i), ranks from 1 by the raw signal (ties: earlier
     /// candidate first). Normalization does not change ranks, so it is not applied.
     ReciprocalRank { k: f64 },
+}
+
+impl Fusion {
+    /// By name, as the Python API spells it: `"weighted"` (or `"weighted_sum"`) or
+    /// `"rrf"` with its constant `k` (checked when the fusion runs).
+    pub fn from_name(name: &str, k: f64) -> Result<Self> {
+        match name {
+            "weighted" | "weighted_sum" => Ok(Self::WeightedSum),
+            "rrf" => Ok(Self::ReciprocalRank { k }),
+            _ => Err(Error::invalid(format!(
+                "unknown fusion {name:?}; expected \"weighted\" or \"rrf\""
+            ))),
+        }
+    }
 }
 
 /// One signal's raw values for the candidates, with its weight and normalization.
@@ -31,25 +46,6 @@ pub struct Combination {
     pub normalized: Vec<Vec<f64>>,
     /// Per signal, per candidate: weight x normalized.
     pub contributions: Vec<Vec<f64>>,
-}
-
-/// Weights must be finite, >= 0 and not all 0.
-pub fn check_weights<'a>(weights: impl IntoIterator<Item = (&'a str, f64)>) -> Result<()> {
-    let mut any = false;
-    for (name, w) in weights {
-        if !w.is_finite() || w < 0.0 {
-            return Err(Error::invalid(format!(
-                "weight of {name:?} is {w}; weights must be finite and >= 0"
-            )));
-        }
-        any |= w > 0.0;
-    }
-    if !any {
-        return Err(Error::invalid(
-            "all weights are 0: at least one signal must count",
-        ));
-    }
-    Ok(())
 }
 
 /// 1 / (k + rank) per candidate, ranks from 1 by descending value, ties by position.
@@ -85,13 +81,9 @@ pub fn combine(signals: &[Signal], fusion: Fusion) -> Result<Combination> {
         )));
     }
     if let Fusion::ReciprocalRank { k } = fusion {
-        if !(k.is_finite() && k >= 0.0) {
-            return Err(Error::invalid(format!(
-                "k must be a finite number >= 0, got {k}"
-            )));
-        }
+        check_rrf_k(k)?;
     }
-    check_weights(signals.iter().map(|s| (s.name.as_str(), s.weight)))?;
+    check_weights(signals.iter().map(|s| (format!("{:?}", s.name), s.weight)))?;
     let normalized = signals
         .iter()
         .map(|s| basis(s, fusion))

@@ -1,19 +1,15 @@
-//! Model definitions (one per file) and the table of supported architectures.
+//! What a checkpoint is made of, whichever engine runs it: its family (which decides
+//! position ids, token types and where the weights live) and its weights, found under
+//! the prefix the encoder was saved with.
 
-pub mod bert;
-pub mod xlm_roberta;
-
-#[cfg(test)]
-mod tests;
-
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
-use crate::source::ModelSource;
-use crate::weights::load_weights;
-use bert::{BertForSequenceClassification, Config, EncoderInput};
-use xlm_roberta::XLMRobertaForSequenceClassification;
+use crate::model::config::{Config, ModelConfig};
+use crate::model::names;
+use crate::model::source::ModelSource;
+use crate::model::weights::load_weights;
 
 pub const SUPPORTED_CLASSIFIERS: &str =
     "BertForSequenceClassification, XLMRobertaForSequenceClassification";
@@ -85,67 +81,6 @@ impl InputScheme {
     }
 }
 
-/// The parsed `config.json` of a checkpoint.
-pub struct ModelConfig {
-    pub encoder: Config,
-    pub raw: serde_json::Value,
-    pub architectures: Vec<String>,
-    pub model_type: Option<String>,
-}
-
-impl ModelConfig {
-    pub fn load(source: &ModelSource) -> Result<Self> {
-        let (path, raw) = source.json("config.json")?.ok_or_else(|| {
-            Error::NotFound(format!("model {} has no config.json", source.describe()))
-        })?;
-        let encoder: Config = serde_json::from_value(raw.clone())
-            .map_err(|e| Error::bad_file(&path, format!("not a usable BERT/XLM-R config: {e}")))?;
-        let architectures = raw
-            .get("architectures")
-            .and_then(|a| a.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let model_type = raw
-            .get("model_type")
-            .and_then(|s| s.as_str())
-            .map(str::to_string);
-        Ok(Self {
-            encoder,
-            raw,
-            architectures,
-            model_type,
-        })
-    }
-
-    /// As transformers: the size of `id2label` if present, else `num_labels`, else 2.
-    pub fn num_labels(&self) -> usize {
-        if let Some(map) = self.raw.get("id2label").and_then(|m| m.as_object()) {
-            return map.len();
-        }
-        self.raw
-            .get("num_labels")
-            .and_then(|n| n.as_u64())
-            .map(|n| n as usize)
-            .unwrap_or(2)
-    }
-
-    /// The encoder family from `model_type`, for checkpoints used as bi-encoders.
-    pub fn family(&self) -> Result<Family> {
-        match self.model_type.as_deref() {
-            Some("bert") | None => Ok(Family::Bert),
-            Some("xlm-roberta") | Some("roberta") => Ok(Family::XlmRoberta),
-            Some(other) => Err(Error::UnsupportedArchitecture {
-                found: other.to_string(),
-                supported: "model_type bert, roberta, xlm-roberta".to_string(),
-            }),
-        }
-    }
-}
-
 /// A checkpoint's weights, with the family and the prefix its encoder lives under.
 pub struct Checkpoint {
     pub vb: VarBuilder<'static>,
@@ -201,65 +136,26 @@ impl Checkpoint {
     pub fn head_vbs(&self) -> (VarBuilder<'static>, VarBuilder<'static>) {
         match self.family {
             Family::Bert => (
-                self.encoder_vb().pp("pooler.dense"),
-                self.vb.pp("classifier"),
+                self.encoder_vb().pp(names::BERT_POOLER),
+                self.vb.pp(names::BERT_CLASSIFIER),
             ),
             Family::XlmRoberta => (
-                self.vb.pp("classifier.dense"),
-                self.vb.pp("classifier.out_proj"),
+                self.vb.pp(names::ROBERTA_HEAD_DENSE),
+                self.vb.pp(names::ROBERTA_HEAD_OUT),
             ),
-        }
-    }
-}
-
-/// The candle implementation of a sequence classifier: the reference forward pass the
-/// CPU engine (`fast`) is tested against.
-pub enum SequenceClassifier {
-    Bert(BertForSequenceClassification),
-    XlmRoberta(XLMRobertaForSequenceClassification),
-}
-
-impl SequenceClassifier {
-    pub fn load(ckpt: &Checkpoint, config: &Config, num_labels: usize) -> Result<Self> {
-        let vb = ckpt.vb.clone();
-        Ok(match ckpt.family {
-            Family::Bert => Self::Bert(BertForSequenceClassification::load(
-                vb,
-                &ckpt.prefix,
-                config,
-                num_labels,
-            )?),
-            Family::XlmRoberta => Self::XlmRoberta(XLMRobertaForSequenceClassification::load(
-                vb,
-                &ckpt.prefix,
-                config,
-                num_labels,
-            )?),
-        })
-    }
-
-    pub fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
-        match self {
-            Self::Bert(m) => m.forward(input),
-            Self::XlmRoberta(m) => m.forward(input),
         }
     }
 }
 
 fn find_prefix(has: &dyn Fn(&str) -> bool, family: Family) -> Result<String> {
     for prefix in family.weight_prefixes() {
-        let key = if prefix.is_empty() {
-            "embeddings.word_embeddings.weight".to_string()
-        } else {
-            format!("{prefix}.embeddings.word_embeddings.weight")
-        };
-        if has(&key) {
+        if has(&names::word_embeddings(prefix)) {
             return Ok(prefix.to_string());
         }
     }
     Err(Error::invalid(format!(
-        "the weights have no encoder embeddings (looked for embeddings.word_embeddings.weight \
-         under the prefixes {:?})",
+        "the weights have no encoder embeddings (looked for {} under the prefixes {:?})",
+        names::word_embeddings(""),
         family.weight_prefixes()
     )))
 }

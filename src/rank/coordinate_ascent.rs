@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use crate::metrics::Metric;
+use crate::rank::weights::check_weights;
 use crate::{Error, Result};
 
 /// One training query: its candidates, each signal's basis values for them (normalized
@@ -98,7 +99,12 @@ pub fn coordinate_ascent(
             )));
         }
     }
-    crate::hybrid::check_weights(initial.iter().enumerate().map(|(_, &w)| ("initial", w)))?;
+    check_weights(
+        initial
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (format!("initial weight {i}"), w)),
+    )?;
     let mut weights = normalized(initial.to_vec()).expect("checked: some weight > 0");
     let initial_score = mean_metric(queries, &weights, metric);
     let mut best = initial_score;

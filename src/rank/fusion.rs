@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::rank::normalize::Normalization;
+use crate::rank::weights::{check_rrf_k, check_weights};
 use crate::{Error, Result};
 
-/// Weights: one finite, non-negative number per list, not all zero. `None` = all 1.
-fn check_weights(weights: Option<&[f64]>, lists: usize) -> Result<Vec<f64>> {
+/// One weight per list, checked (`weights::check_weights`). `None` = all 1.
+fn list_weights(weights: Option<&[f64]>, lists: usize) -> Result<Vec<f64>> {
     let Some(weights) = weights else {
         return Ok(vec![1.0; lists]);
     };
@@ -20,14 +22,11 @@ fn check_weights(weights: Option<&[f64]>, lists: usize) -> Result<Vec<f64>> {
             weights.len()
         )));
     }
-    if let Some(w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
-        return Err(Error::invalid(format!(
-            "weights must be finite and >= 0, got {w}"
-        )));
-    }
-    if weights.iter().all(|&w| w == 0.0) {
-        return Err(Error::invalid("weights are all zero"));
-    }
+    check_weights(
+        (0..)
+            .map(|i| format!("run {i}"))
+            .zip(weights.iter().copied()),
+    )?;
     Ok(weights.to_vec())
 }
 
@@ -54,12 +53,8 @@ pub fn reciprocal_rank<K: Clone + Eq + Hash + Ord + std::fmt::Debug>(
     k: f64,
     weights: Option<&[f64]>,
 ) -> Result<Vec<(K, f64)>> {
-    if !(k.is_finite() && k >= 0.0) {
-        return Err(Error::invalid(format!(
-            "k must be a finite number >= 0, got {k}"
-        )));
-    }
-    let weights = check_weights(weights, lists.len())?;
+    check_rrf_k(k)?;
+    let weights = list_weights(weights, lists.len())?;
     check_scores(lists)?;
     let mut fused: HashMap<K, f64> = HashMap::new();
     for (list, w) in lists.iter().zip(&weights) {
@@ -76,21 +71,13 @@ pub fn weighted_sum<K: Clone + Eq + Hash + Ord + std::fmt::Debug>(
     lists: &[Vec<(K, f64)>],
     weights: Option<&[f64]>,
 ) -> Result<Vec<(K, f64)>> {
-    let weights = check_weights(weights, lists.len())?;
+    let weights = list_weights(weights, lists.len())?;
     check_scores(lists)?;
     let mut fused: HashMap<K, f64> = HashMap::new();
     for (list, w) in lists.iter().zip(&weights) {
-        let min = list.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
-        let max = list
-            .iter()
-            .map(|(_, s)| *s)
-            .fold(f64::NEG_INFINITY, f64::max);
-        for (key, score) in list {
-            let normalized = if max > min {
-                (score - min) / (max - min)
-            } else {
-                1.0
-            };
+        let scores: Vec<f64> = list.iter().map(|(_, s)| *s).collect();
+        let normalized = Normalization::MinMax.apply(&scores)?;
+        for ((key, _), normalized) in list.iter().zip(normalized) {
             *fused.entry(key.clone()).or_default() += w * normalized;
         }
     }

@@ -1,80 +1,16 @@
 //! The bi-encoder: embeds texts independently, like sentence-transformers'
 //! `SentenceTransformer.encode` (Transformer -> Pooling -> optional Normalize).
 
-use std::str::FromStr;
-
-use candle_core::{Device, Tensor, D};
-
-use crate::batching::{make_input, run_batched, OnBatch};
-use crate::device::parse_device;
 use crate::error::{Error, Result};
-use crate::fast;
-use crate::models::bert::BertModel;
-use crate::models::{Checkpoint, InputScheme, ModelConfig};
-use crate::precision::Precision;
-use crate::source::{HubOptions, ModelSource};
-use crate::tokenize::{resolve_max_length, TextTokenizer};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    Mean,
-    Cls,
-    Max,
-    MeanSqrtLen,
-}
-
-impl FromStr for Pooling {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "mean" => Ok(Self::Mean),
-            "cls" => Ok(Self::Cls),
-            "max" => Ok(Self::Max),
-            "mean_sqrt_len" | "mean_sqrt_len_tokens" => Ok(Self::MeanSqrtLen),
-            _ => Err(Error::invalid(format!(
-                "unknown pooling {s:?}; expected \"mean\", \"cls\", \"max\" or \"mean_sqrt_len\""
-            ))),
-        }
-    }
-}
-
-impl Pooling {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Mean => "mean",
-            Self::Cls => "cls",
-            Self::Max => "max",
-            Self::MeanSqrtLen => "mean_sqrt_len",
-        }
-    }
-
-    /// `hidden`: (batch, seq, dim); `mask`: (batch, seq) of 0/1. Returns (batch, dim).
-    /// Pooling for candle's model (GPU builds; the CPU engine's test reference).
-    pub(crate) fn pool(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let mask3 = mask.unsqueeze(D::Minus1)?; // (batch, seq, 1)
-        let summed = || -> Result<(Tensor, Tensor)> {
-            let sum = hidden.broadcast_mul(&mask3)?.sum(1)?;
-            let count = mask.sum_keepdim(1)?.clamp(1e-9, f64::INFINITY)?;
-            Ok((sum, count))
-        };
-        Ok(match self {
-            Self::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Self::Mean => {
-                let (sum, count) = summed()?;
-                sum.broadcast_div(&count)?
-            }
-            Self::MeanSqrtLen => {
-                let (sum, count) = summed()?;
-                sum.broadcast_div(&count.sqrt()?)?
-            }
-            Self::Max => {
-                // As sentence-transformers: padding set to -1e9 before the max.
-                let fill = ((mask3.ones_like()? - &mask3)? * -1e9)?;
-                hidden.broadcast_mul(&mask3)?.broadcast_add(&fill)?.max(1)?
-            }
-        })
-    }
-}
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::ModelConfig;
+use crate::model::device::parse_device;
+use crate::model::precision::Precision;
+use crate::model::source::{HubOptions, ModelSource};
+use crate::model::tokenize::{resolve_max_length, TextTokenizer};
+use crate::score::batching::{run_batched, OnBatch};
+use crate::score::engine::{Backend, Engine};
+use crate::score::pooling::{normalize_rows, Pooling};
 
 #[derive(Debug, Clone, Default)]
 pub struct BiEncoderOptions {
@@ -88,20 +24,8 @@ pub struct BiEncoderOptions {
     pub hub: HubOptions,
 }
 
-/// The forward pass in use: crossrank's CPU engine, or candle's model (GPU builds; on
-/// the CPU it is the engine's test reference).
-enum Engine {
-    Cpu(fast::Embedder),
-    Candle {
-        model: BertModel,
-        scheme: InputScheme,
-        pad_id: u32,
-        device: Device,
-    },
-}
-
 pub struct BiEncoder {
-    engine: Engine,
+    engine: Box<dyn Engine>,
     tokenizer: TextTokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -119,42 +43,20 @@ pub struct Embeddings {
 impl BiEncoder {
     pub fn load(name_or_path: &str, options: &BiEncoderOptions) -> Result<Self> {
         let device = parse_device(options.device.as_deref().unwrap_or("cpu"))?;
-        let candle = !device.is_cpu();
-        Self::load_on(name_or_path, options, device, candle)
+        Self::load_on(name_or_path, options, Backend::for_device(device))
     }
 
-    /// `candle`: run candle's model instead of crossrank's CPU engine. Needed on every
-    /// device but the CPU; tests use it on the CPU as the engine's reference.
+    /// On `backend`; tests run candle on the CPU as the CPU engine's reference.
     pub(crate) fn load_on(
         name_or_path: &str,
         options: &BiEncoderOptions,
-        device: Device,
-        candle: bool,
+        backend: Backend,
     ) -> Result<Self> {
-        if candle && options.precision != Precision::Float32 {
-            return Err(Error::invalid(format!(
-                "precision {:?} runs on the CPU only; use precision=\"float32\" on {device:?}",
-                options.precision.name()
-            )));
-        }
         let source = ModelSource::resolve(name_or_path, &options.hub)?;
         let config = ModelConfig::load(&source)?;
-        let ckpt = Checkpoint::encoder(&source, &config, &device)?;
+        let ckpt = Checkpoint::encoder(&source, &config, &backend.device())?;
         let family = ckpt.family;
-        let engine = if !candle {
-            Engine::Cpu(fast::Embedder::load(
-                &ckpt,
-                &config.encoder,
-                options.precision,
-            )?)
-        } else {
-            Engine::Candle {
-                model: BertModel::load(ckpt.encoder_vb(), &config.encoder)?,
-                scheme: family.input_scheme(&config.encoder),
-                pad_id: config.encoder.pad_token_id,
-                device,
-            }
-        };
+        let engine = backend.embedder(&ckpt, &config.encoder, options.precision)?;
         let st = SentenceTransformerConfig::load(&source)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, st.max_seq_length, limit)?;
@@ -215,28 +117,12 @@ impl BiEncoder {
             max_batch_tokens,
             self.dim,
             on_batch,
-            &|batch| match &self.engine {
-                Engine::Cpu(model) => model.forward(batch, self.pooling, normalize),
-                Engine::Candle {
-                    model,
-                    scheme,
-                    pad_id,
-                    device,
-                } => {
-                    let input = make_input(batch, *scheme, *pad_id, device)?;
-                    let hidden = model.forward(&input)?;
-                    let mut pooled = self.pooling.pool(&hidden, &input.attention_mask)?;
-                    if normalize {
-                        // torch.nn.functional.normalize: x / max(||x||, 1e-12)
-                        let norm = pooled
-                            .sqr()?
-                            .sum_keepdim(1)?
-                            .sqrt()?
-                            .clamp(1e-12, f64::INFINITY)?;
-                        pooled = pooled.broadcast_div(&norm)?;
-                    }
-                    Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
+            &|batch| {
+                let mut pooled = self.engine.embed(batch, self.pooling)?;
+                if normalize {
+                    normalize_rows(&mut pooled, self.dim);
                 }
+                Ok(pooled)
             },
         )?;
         Ok(Embeddings {

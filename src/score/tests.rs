@@ -9,10 +9,12 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde_json::json;
 
-use crate::bi_encoder::{BiEncoder, BiEncoderOptions};
-use crate::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions};
 use crate::error::Error;
-use crate::precision::Precision;
+use crate::model::checkpoint::Family;
+use crate::model::precision::Precision;
+use crate::score::bi_encoder::{BiEncoder, BiEncoderOptions};
+use crate::score::cross_encoder::{Activation, CrossEncoder, CrossEncoderOptions, PredictOptions};
+use crate::score::engine::Backend;
 
 const WORDS: &[&str] = &[
     "the", "flow", "over", "a", "flat", "plate", "wing", "lift", "heat", "in", "slabs", "boundary",
@@ -257,16 +259,18 @@ fn weights_with_and_without_prefix_agree() {
 
 #[test]
 fn xlm_roberta_positions_start_after_padding_index() {
-    use crate::batching::make_input;
-    use crate::models::{Family, ModelConfig};
+    use crate::model::config::ModelConfig;
+    use crate::score::candle::make_input;
     let dir = tempfile::tempdir().unwrap();
     write_model(dir.path(), Kind::XlmR, "roberta", 1);
-    let source =
-        crate::source::ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default())
-            .unwrap();
+    let source = crate::model::source::ModelSource::resolve(
+        dir.path().to_str().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
     let config = ModelConfig::load(&source).unwrap();
     let scheme = Family::XlmRoberta.input_scheme(&config.encoder);
-    let tok = crate::tokenize::TextTokenizer::load(&source, Family::XlmRoberta, 32).unwrap();
+    let tok = crate::model::tokenize::TextTokenizer::load(&source, Family::XlmRoberta, 32).unwrap();
     let enc = tok
         .encode_pairs(&[("lift", "wing"), ("lift", "wing lift heat")])
         .unwrap();
@@ -360,64 +364,51 @@ fn empty_input_gives_empty_scores() {
 
 #[test]
 fn cpu_engine_equals_candle_reference() {
-    use crate::batching::make_input;
-    use crate::bi_encoder::Pooling;
-    use crate::fast;
-    use crate::models::{Checkpoint, ModelConfig, SequenceClassifier};
-    use crate::source::ModelSource;
-    use crate::tokenize::TextTokenizer;
+    use crate::model::checkpoint::Checkpoint;
+    use crate::model::config::ModelConfig;
+    use crate::model::source::ModelSource;
+    use crate::model::tokenize::TextTokenizer;
+    use crate::score::pooling::Pooling;
 
-    for (kind, family) in [
-        (Kind::Bert, super::Family::Bert),
-        (Kind::XlmR, super::Family::XlmRoberta),
-    ] {
+    let candle = Backend::Candle(Device::Cpu);
+    for (kind, family) in [(Kind::Bert, Family::Bert), (Kind::XlmR, Family::XlmRoberta)] {
         let dir = tempfile::tempdir().unwrap();
         write_model(dir.path(), kind, "", 3);
         let source =
             ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default()).unwrap();
         let config = ModelConfig::load(&source).unwrap();
         let ckpt = Checkpoint::classifier(&source, &config, &Device::Cpu).unwrap();
-        let reference = SequenceClassifier::load(&ckpt, &config.encoder, 3).unwrap();
-        let cpu = fast::Classifier::load(&ckpt, &config.encoder, 3, Precision::Float32).unwrap();
+        let f32 = Precision::Float32;
+        let reference = candle.classifier(&ckpt, &config.encoder, 3, f32).unwrap();
+        let cpu = Backend::Cpu
+            .classifier(&ckpt, &config.encoder, 3, f32)
+            .unwrap();
         let tok = TextTokenizer::load(&source, family, 32).unwrap();
         let encodings = tok.encode_pairs(&pairs()).unwrap();
         let batch: Vec<_> = encodings.iter().collect();
-        let scheme = family.input_scheme(&config.encoder);
-        let pad = config.encoder.pad_token_id;
-        let input = make_input(&batch, scheme, pad, &Device::Cpu).unwrap();
-        let want = reference
-            .forward(&input)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_close(&cpu.forward(&batch).unwrap(), &want, 2e-5);
+        assert_close(
+            &cpu.predict(&batch).unwrap(),
+            &reference.predict(&batch).unwrap(),
+            2e-5,
+        );
 
         let encoder = Checkpoint::encoder(&source, &config, &Device::Cpu).unwrap();
-        let bert = super::bert::BertModel::load(encoder.encoder_vb(), &config.encoder).unwrap();
-        let embedder = fast::Embedder::load(&encoder, &config.encoder, Precision::Float32).unwrap();
+        let reference = candle.embedder(&encoder, &config.encoder, f32).unwrap();
+        let cpu = Backend::Cpu
+            .embedder(&encoder, &config.encoder, f32)
+            .unwrap();
         let texts = ["flow over a flat plate", "lift", "the wing in heat slabs"];
         let encodings = tok.encode_texts(&texts).unwrap();
         let batch: Vec<_> = encodings.iter().collect();
-        let input = make_input(&batch, scheme, pad, &Device::Cpu).unwrap();
-        let hidden = bert.forward(&input).unwrap();
         for pooling in [
             Pooling::Mean,
             Pooling::Cls,
             Pooling::Max,
             Pooling::MeanSqrtLen,
         ] {
-            let want = pooling
-                .pool(&hidden, &input.attention_mask)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
             assert_close(
-                &embedder.forward(&batch, pooling, false).unwrap(),
-                &want,
+                &cpu.embed(&batch, pooling).unwrap(),
+                &reference.embed(&batch, pooling).unwrap(),
                 2e-5,
             );
         }
@@ -431,7 +422,7 @@ fn inputs_spanning_several_chunks_keep_their_order() {
     let ce = load(dir.path());
     let unique = pairs();
     let want = predict(&ce, &unique, 1);
-    let n = crate::batching::CHUNK * 2 + 37;
+    let n = crate::score::batching::CHUNK * 2 + 37;
     let many: Vec<(&str, &str)> = (0..n).map(|i| unique[i % unique.len()]).collect();
     let got = predict(&ce, &many, 64);
     for (i, score) in got.iter().enumerate() {
@@ -462,7 +453,7 @@ fn int8_scores_track_f32_scores() {
         .zip(&got)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    if !crate::fast::int8::enabled() {
+    if !crate::score::cpu::int8::enabled() {
         // No fast int8 kernel (e.g. aarch64 without dotprod): warned once, ran float32.
         assert_eq!(want, got, "int8 fallback differs from float32");
         return;
@@ -484,7 +475,7 @@ fn candle_engine_equals_cpu_engine() {
             activation: Some(Activation::Identity),
             ..Default::default()
         };
-        let candle = CrossEncoder::load_on(path, &options, Device::Cpu, true).unwrap();
+        let candle = CrossEncoder::load_on(path, &options, Backend::Candle(Device::Cpu)).unwrap();
         assert_close(
             &predict(&candle, &pairs(), 3),
             &predict(&load(dir.path()), &pairs(), 3),
@@ -501,7 +492,7 @@ fn candle_engine_equals_cpu_engine() {
                 .values
         };
         assert_close(
-            &embed(BiEncoder::load_on(path, &bi_options, Device::Cpu, true).unwrap()),
+            &embed(BiEncoder::load_on(path, &bi_options, Backend::Candle(Device::Cpu)).unwrap()),
             &embed(BiEncoder::load(path, &bi_options).unwrap()),
             2e-5,
         );
@@ -510,7 +501,7 @@ fn candle_engine_equals_cpu_engine() {
             ..Default::default()
         };
         assert!(matches!(
-            CrossEncoder::load_on(path, &int8, Device::Cpu, true),
+            CrossEncoder::load_on(path, &int8, Backend::Candle(Device::Cpu)),
             Err(Error::InvalidArgument(m)) if m.contains("CPU only")
         ));
     }

@@ -24,13 +24,13 @@ macro_rules! multiversion {
                 unsafe fn avx512($($arg: $ty),*) { generic($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) { generic($($arg),*) }
-                match crate::fast::isa::F32Kernel::detect() {
+                match crate::score::cpu::isa::F32Kernel::detect() {
                     // SAFETY: `detect` checked that the CPU supports the features this
                     // copy was compiled for.
-                    crate::fast::isa::F32Kernel::Avx512 => return unsafe { avx512($($arg),*) },
+                    crate::score::cpu::isa::F32Kernel::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above.
-                    crate::fast::isa::F32Kernel::Avx2 => return unsafe { avx2($($arg),*) },
-                    crate::fast::isa::F32Kernel::Generic => {}
+                    crate::score::cpu::isa::F32Kernel::Avx2 => return unsafe { avx2($($arg),*) },
+                    crate::score::cpu::isa::F32Kernel::Generic => {}
                 }
             }
             generic($($arg),*)

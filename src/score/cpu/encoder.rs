@@ -44,9 +44,10 @@ use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::{self, QuantizedMatrix, QuantizedRows};
 use super::kernels;
 use crate::error::{Error, Result};
-use crate::models::bert::{Config, HiddenAct};
-use crate::models::InputScheme;
-use crate::precision::Precision;
+use crate::model::checkpoint::InputScheme;
+use crate::model::config::{Config, HiddenAct};
+use crate::model::names;
+use crate::model::precision::Precision;
 
 /// `y = x @ weight^T + bias` with PyTorch's (out, in) weight layout.
 pub struct Dense {
@@ -273,11 +274,16 @@ impl Layer {
         (index, layers): (usize, usize),
     ) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let qkv = Dense::load_concat(&vb.pp("attention.self"), &["query", "key", "value"], h, h)?;
-        let attention_out = Dense::load(&vb.pp("attention.output.dense"), h, h)?;
-        let attention_norm = Norm::load(&vb.pp("attention.output.LayerNorm"), h)?;
-        let intermediate = Dense::load(&vb.pp("intermediate.dense"), h, i)?;
-        let output = Dense::load(&vb.pp("output.dense"), i, h)?;
+        let qkv = Dense::load_concat(
+            &vb.pp(names::SELF_ATTENTION),
+            &[names::QUERY, names::KEY, names::VALUE],
+            h,
+            h,
+        )?;
+        let attention_out = Dense::load(&vb.pp(names::ATTENTION_OUTPUT), h, h)?;
+        let attention_norm = Norm::load(&vb.pp(names::ATTENTION_NORM), h)?;
+        let intermediate = Dense::load(&vb.pp(names::INTERMEDIATE), h, i)?;
+        let output = Dense::load(&vb.pp(names::OUTPUT), i, h)?;
         let output_precision = if keeps_f32(index, layers) {
             Precision::Float32
         } else {
@@ -317,7 +323,7 @@ impl Layer {
             intermediate: intermediate.with_precision(precision, &normalized(&attention_norm)),
             attention_norm,
             output: output.with_precision(output_precision, &gelu),
-            output_norm: Norm::load(&vb.pp("output.LayerNorm"), h)?,
+            output_norm: Norm::load(&vb.pp(names::OUTPUT_NORM), h)?,
         })
     }
 }
@@ -393,28 +399,26 @@ impl Encoder {
     pub fn load(vb: &VarBuilder, c: &Config, precision: Precision) -> Result<Self> {
         c.validate()?;
         let h = c.hidden_size;
-        let emb = vb.pp("embeddings");
+        let emb = vb.pp(names::EMBEDDINGS);
         let table = |name: &str, rows: usize| -> Result<Vec<f32>> {
-            Ok(emb.get((rows, h), name)?.flatten_all()?.to_vec1()?)
+            Ok(emb
+                .pp(name)
+                .get((rows, h), "weight")?
+                .flatten_all()?
+                .to_vec1()?)
         };
-        let embedding_norm = Norm::load(&emb.pp("LayerNorm"), h)?;
+        let embedding_norm = Norm::load(&emb.pp(names::LAYER_NORM), h)?;
         let n = c.num_hidden_layers;
         let mut layers: Vec<Layer> = Vec::with_capacity(n);
         for i in 0..n {
             let input_norm = layers.last().map_or(&embedding_norm, |l| &l.output_norm);
-            let layer = Layer::load(
-                &vb.pp(format!("encoder.layer.{i}")),
-                c,
-                precision,
-                input_norm,
-                (i, n),
-            )?;
+            let layer = Layer::load(&vb.pp(names::layer(i)), c, precision, input_norm, (i, n))?;
             layers.push(layer);
         }
         Ok(Self {
-            word: table("word_embeddings.weight", c.vocab_size)?,
-            position: table("position_embeddings.weight", c.max_position_embeddings)?,
-            token_type: table("token_type_embeddings.weight", c.type_vocab_size)?,
+            word: table(names::WORD_EMBEDDINGS, c.vocab_size)?,
+            position: table(names::POSITION_EMBEDDINGS, c.max_position_embeddings)?,
+            token_type: table(names::TOKEN_TYPE_EMBEDDINGS, c.type_vocab_size)?,
             embedding_norm,
             layers,
             hidden: h,

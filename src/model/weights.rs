@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::source::ModelSource;
+use crate::model::source::ModelSource;
 
 pub type TensorMap = HashMap<String, Tensor>;
 

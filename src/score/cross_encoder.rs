@@ -3,18 +3,18 @@
 
 use std::str::FromStr;
 
-use candle_core::Device;
 use tokenizers::Encoding;
 
-use crate::batching::{make_input, run_batched, OnBatch, CHUNK};
-use crate::device::parse_device;
 use crate::error::{Error, Result};
-use crate::fast;
-use crate::long_document::LongDocument;
-use crate::models::{Checkpoint, InputScheme, ModelConfig, SequenceClassifier};
-use crate::precision::Precision;
-use crate::source::{HubOptions, ModelSource};
-use crate::tokenize::{resolve_max_length, TextTokenizer};
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::ModelConfig;
+use crate::model::device::parse_device;
+use crate::model::precision::Precision;
+use crate::model::source::{HubOptions, ModelSource};
+use crate::model::tokenize::{resolve_max_length, TextTokenizer};
+use crate::score::batching::{run_batched, OnBatch, CHUNK};
+use crate::score::engine::{Backend, Engine};
+use crate::score::long_document::LongDocument;
 
 /// The function applied to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,20 +122,8 @@ pub struct Scores {
     pub num_labels: usize,
 }
 
-/// The forward pass in use: crossrank's CPU engine, or candle's model (GPU builds; on
-/// the CPU it is the engine's test reference).
-enum Engine {
-    Cpu(fast::Classifier),
-    Candle {
-        model: SequenceClassifier,
-        scheme: InputScheme,
-        pad_id: u32,
-        device: Device,
-    },
-}
-
 pub struct CrossEncoder {
-    engine: Engine,
+    engine: Box<dyn Engine>,
     tokenizer: TextTokenizer,
     num_labels: usize,
     activation: Activation,
@@ -145,44 +133,21 @@ pub struct CrossEncoder {
 impl CrossEncoder {
     pub fn load(name_or_path: &str, options: &CrossEncoderOptions) -> Result<Self> {
         let device = parse_device(options.device.as_deref().unwrap_or("cpu"))?;
-        let candle = !device.is_cpu();
-        Self::load_on(name_or_path, options, device, candle)
+        Self::load_on(name_or_path, options, Backend::for_device(device))
     }
 
-    /// `candle`: run candle's model instead of crossrank's CPU engine. Needed on every
-    /// device but the CPU; tests use it on the CPU as the engine's reference.
+    /// On `backend`; tests run candle on the CPU as the CPU engine's reference.
     pub(crate) fn load_on(
         name_or_path: &str,
         options: &CrossEncoderOptions,
-        device: Device,
-        candle: bool,
+        backend: Backend,
     ) -> Result<Self> {
-        if candle && options.precision != Precision::Float32 {
-            return Err(Error::invalid(format!(
-                "precision {:?} runs on the CPU only; use precision=\"float32\" on {device:?}",
-                options.precision.name()
-            )));
-        }
         let source = ModelSource::resolve(name_or_path, &options.hub)?;
         let config = ModelConfig::load(&source)?;
         let num_labels = config.num_labels();
-        let ckpt = Checkpoint::classifier(&source, &config, &device)?;
+        let ckpt = Checkpoint::classifier(&source, &config, &backend.device())?;
         let family = ckpt.family;
-        let engine = if !candle {
-            Engine::Cpu(fast::Classifier::load(
-                &ckpt,
-                &config.encoder,
-                num_labels,
-                options.precision,
-            )?)
-        } else {
-            Engine::Candle {
-                model: SequenceClassifier::load(&ckpt, &config.encoder, num_labels)?,
-                scheme: family.input_scheme(&config.encoder),
-                pad_id: config.encoder.pad_token_id,
-                device,
-            }
-        };
+        let engine = backend.classifier(&ckpt, &config.encoder, num_labels, options.precision)?;
         let limit = family.max_tokens(&config.encoder);
         let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
         let tokenizer = TextTokenizer::load(&source, family, max_length)?;
@@ -225,22 +190,6 @@ impl CrossEncoder {
             .collect())
     }
 
-    /// One batch of encodings through the model: (batch, num_labels) logits.
-    fn forward(&self, batch: &[&Encoding]) -> Result<Vec<f32>> {
-        match &self.engine {
-            Engine::Cpu(model) => model.forward(batch),
-            Engine::Candle {
-                model,
-                scheme,
-                pad_id,
-                device,
-            } => {
-                let input = make_input(batch, *scheme, *pad_id, device)?;
-                Ok(model.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
-            }
-        }
-    }
-
     /// Logits of already tokenized inputs, batched as `options` says, in input order.
     /// `on_batch(0)` after each batch lets the caller stop the run (its progress counts
     /// pairs, not inputs, so the caller reports those itself).
@@ -257,7 +206,7 @@ impl CrossEncoder {
             options.max_batch_tokens,
             self.num_labels,
             &mut |_| on_batch(0),
-            &|batch| self.forward(batch),
+            &|batch| self.engine.predict(batch),
         )
     }
 
@@ -277,7 +226,7 @@ impl CrossEncoder {
             max_batch_tokens,
             self.num_labels,
             on_batch,
-            &|batch| self.forward(batch),
+            &|batch| self.engine.predict(batch),
         )?;
         Ok(Scores {
             values,
@@ -302,13 +251,7 @@ impl CrossEncoder {
                 on_batch,
             );
         }
-        if options.stride * 2 >= self.max_length() {
-            return Err(Error::invalid(format!(
-                "stride {} must be less than half of max_length ({})",
-                options.stride,
-                self.max_length()
-            )));
-        }
+        mode.check_stride(options.stride, self.max_length())?;
         let mut values = Vec::with_capacity(pairs.len() * self.num_labels);
         for chunk in pairs.chunks(CHUNK) {
             let mut windows = self.tokenizer.encode_pair_windows(chunk, options.stride)?;
@@ -405,7 +348,7 @@ impl CrossEncoder {
 }
 
 /// `(index, score)` best first; ties keep input order; at most `top_k`.
-pub fn rank_by_score(scores: Vec<f32>, top_k: Option<usize>) -> Vec<(usize, f32)> {
+fn rank_by_score(scores: Vec<f32>, top_k: Option<usize>) -> Vec<(usize, f32)> {
     let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(top_k.unwrap_or(usize::MAX));

@@ -10,7 +10,7 @@
 
 use std::str::FromStr;
 
-use crate::normalize::sigmoid;
+use crate::rank::normalize::sigmoid;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]

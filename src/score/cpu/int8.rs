@@ -169,16 +169,9 @@ impl QuantizedMatrix {
         }
     }
 
-    pub fn in_dim(&self) -> usize {
-        self.in_dim
-    }
-
-    pub fn out_dim(&self) -> usize {
-        self.out_dim
-    }
-
     /// The kernel the matrix is packed for.
-    pub fn kernel(&self) -> Int8Kernel {
+    #[cfg(test)]
+    fn kernel(&self) -> Int8Kernel {
         self.kernel
     }
 

@@ -1,73 +1,15 @@
-//! BERT encoder and `BertForSequenceClassification`, as in transformers' `modeling_bert.py`.
+//! The BERT encoder in candle, as in transformers' `modeling_bert.py`.
 //!
-//! The encoder also serves XLM-RoBERTa (same layers; only position ids and the head
-//! differ, see `xlm_roberta.rs`). Query, key and value projections are fused into one
+//! It also serves XLM-RoBERTa (same layers; only position ids and the head differ: see
+//! `InputScheme` and `ClassificationHead`). Query, key and value projections are fused into one
 //! matrix at load time so that each layer does one GEMM for them instead of three.
 
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
-use serde::Deserialize;
 
-use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HiddenAct {
-    Gelu,
-    GeluNew,
-    GeluPytorchTanh,
-    Relu,
-}
-
-fn default_hidden_act() -> HiddenAct {
-    HiddenAct::Gelu
-}
-fn default_type_vocab_size() -> usize {
-    2
-}
-fn default_layer_norm_eps() -> f64 {
-    1e-12
-}
-
-/// The fields of `config.json` the encoder needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Config {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub intermediate_size: usize,
-    #[serde(default = "default_hidden_act")]
-    pub hidden_act: HiddenAct,
-    pub max_position_embeddings: usize,
-    #[serde(default = "default_type_vocab_size")]
-    pub type_vocab_size: usize,
-    #[serde(default = "default_layer_norm_eps")]
-    pub layer_norm_eps: f64,
-    #[serde(default)]
-    pub pad_token_id: u32,
-    #[serde(default)]
-    pub position_embedding_type: Option<String>,
-}
-
-impl Config {
-    pub fn validate(&self) -> Result<()> {
-        if let Some(kind) = &self.position_embedding_type {
-            if kind != "absolute" {
-                return Err(Error::invalid(format!(
-                    "position_embedding_type {kind:?} is not supported; only \"absolute\""
-                )));
-            }
-        }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return Err(Error::invalid(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            )));
-        }
-        Ok(())
-    }
-}
+use crate::error::Result;
+use crate::model::config::{Config, HiddenAct};
+use crate::model::names;
 
 /// One padded batch, all `(batch, seq_len)`: ids as u32, the attention mask as f32 (1 = token).
 pub struct EncoderInput {
@@ -131,17 +73,14 @@ struct Embeddings {
 impl Embeddings {
     fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
         let h = c.hidden_size;
+        let table = |name: &str, rows: usize| -> Result<Embedding> {
+            Ok(Embedding::new(vb.pp(name).get((rows, h), "weight")?, h))
+        };
         Ok(Self {
-            word: Embedding::new(vb.get((c.vocab_size, h), "word_embeddings.weight")?, h),
-            position: Embedding::new(
-                vb.get((c.max_position_embeddings, h), "position_embeddings.weight")?,
-                h,
-            ),
-            token_type: Embedding::new(
-                vb.get((c.type_vocab_size, h), "token_type_embeddings.weight")?,
-                h,
-            ),
-            layer_norm: layer_norm(h, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+            word: table(names::WORD_EMBEDDINGS, c.vocab_size)?,
+            position: table(names::POSITION_EMBEDDINGS, c.max_position_embeddings)?,
+            token_type: table(names::TOKEN_TYPE_EMBEDDINGS, c.type_vocab_size)?,
+            layer_norm: layer_norm(h, c.layer_norm_eps, vb.pp(names::LAYER_NORM))?,
         })
     }
 
@@ -168,31 +107,29 @@ struct Layer {
 impl Layer {
     fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
         let h = c.hidden_size;
-        let attn = vb.pp("attention");
-        let sa = attn.pp("self");
+        let sa = vb.pp(names::SELF_ATTENTION);
+        let projections = [names::QUERY, names::KEY, names::VALUE].map(|p| sa.pp(p));
         let weight = Tensor::cat(
-            &[
-                sa.get((h, h), "query.weight")?,
-                sa.get((h, h), "key.weight")?,
-                sa.get((h, h), "value.weight")?,
-            ],
+            &projections
+                .iter()
+                .map(|p| p.get((h, h), "weight"))
+                .collect::<candle_core::Result<Vec<_>>>()?,
             0,
         )?;
         let bias = Tensor::cat(
-            &[
-                sa.get(h, "query.bias")?,
-                sa.get(h, "key.bias")?,
-                sa.get(h, "value.bias")?,
-            ],
+            &projections
+                .iter()
+                .map(|p| p.get(h, "bias"))
+                .collect::<candle_core::Result<Vec<_>>>()?,
             0,
         )?;
         Ok(Self {
             qkv: Linear::new(weight, bias)?,
-            attention_out: Linear::load(h, h, attn.pp("output.dense"))?,
-            attention_norm: layer_norm(h, c.layer_norm_eps, attn.pp("output.LayerNorm"))?,
-            intermediate: Linear::load(h, c.intermediate_size, vb.pp("intermediate.dense"))?,
-            output: Linear::load(c.intermediate_size, h, vb.pp("output.dense"))?,
-            output_norm: layer_norm(h, c.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+            attention_out: Linear::load(h, h, vb.pp(names::ATTENTION_OUTPUT))?,
+            attention_norm: layer_norm(h, c.layer_norm_eps, vb.pp(names::ATTENTION_NORM))?,
+            intermediate: Linear::load(h, c.intermediate_size, vb.pp(names::INTERMEDIATE))?,
+            output: Linear::load(c.intermediate_size, h, vb.pp(names::OUTPUT))?,
+            output_norm: layer_norm(h, c.layer_norm_eps, vb.pp(names::OUTPUT_NORM))?,
             num_heads: c.num_attention_heads,
             head_dim: h / c.num_attention_heads,
             act: c.hidden_act,
@@ -240,7 +177,6 @@ impl Layer {
 pub struct BertModel {
     embeddings: Embeddings,
     layers: Vec<Layer>,
-    pub config: Config,
 }
 
 impl BertModel {
@@ -248,12 +184,11 @@ impl BertModel {
     pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
         config.validate()?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config))
+            .map(|i| Layer::load(vb.pp(names::layer(i)), config))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embeddings: Embeddings::load(vb.pp("embeddings"), config)?,
+            embeddings: Embeddings::load(vb.pp(names::EMBEDDINGS), config)?,
             layers,
-            config: config.clone(),
         })
     }
 
@@ -275,35 +210,4 @@ impl BertModel {
 /// The first token's hidden state, (batch, hidden).
 pub fn cls_token(hidden: &Tensor) -> Result<Tensor> {
     Ok(hidden.narrow(1, 0, 1)?.squeeze(1)?)
-}
-
-/// `BertForSequenceClassification`: encoder, pooler (dense + tanh on [CLS]), classifier.
-pub struct BertForSequenceClassification {
-    pub bert: BertModel,
-    pooler: Linear,
-    classifier: Linear,
-}
-
-impl BertForSequenceClassification {
-    /// `vb` is the checkpoint root; `prefix` is where the encoder lives (`"bert"` or `""`).
-    pub fn load(vb: VarBuilder, prefix: &str, config: &Config, num_labels: usize) -> Result<Self> {
-        let encoder_vb = if prefix.is_empty() {
-            vb.clone()
-        } else {
-            vb.pp(prefix)
-        };
-        let h = config.hidden_size;
-        Ok(Self {
-            bert: BertModel::load(encoder_vb.clone(), config)?,
-            pooler: Linear::load(h, h, encoder_vb.pp("pooler.dense"))?,
-            classifier: Linear::load(h, num_labels, vb.pp("classifier"))?,
-        })
-    }
-
-    /// Logits, (batch, num_labels).
-    pub fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
-        let hidden = self.bert.forward(input)?;
-        let pooled = self.pooler.forward(&cls_token(&hidden)?)?.tanh()?;
-        self.classifier.forward(&pooled)
-    }
 }

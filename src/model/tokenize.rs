@@ -12,8 +12,8 @@ use tokenizers::{
 };
 
 use crate::error::{Error, Result};
-use crate::models::Family;
-use crate::source::ModelSource;
+use crate::model::checkpoint::Family;
+use crate::model::source::ModelSource;
 
 pub struct TextTokenizer {
     /// Truncates single texts to `max_length`.

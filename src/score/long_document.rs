@@ -34,6 +34,17 @@ impl FromStr for LongDocument {
 }
 
 impl LongDocument {
+    /// Windows overlap by `stride` tokens: less than half a window, or each window would
+    /// repeat more than it adds. Truncation makes no windows, so any stride goes.
+    pub fn check_stride(self, stride: usize, max_length: usize) -> Result<()> {
+        if self != Self::Truncate && stride * 2 >= max_length {
+            return Err(Error::invalid(format!(
+                "stride {stride} must be less than half of max_length ({max_length})"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Truncate => "truncate",

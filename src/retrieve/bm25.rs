@@ -11,9 +11,9 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::analyzer::{Analyzer, AnalyzerConfig};
-use crate::hit::{check_ids, top_hits, Hit};
-use crate::index_file;
+use crate::retrieve::analyzer::{Analyzer, AnalyzerConfig};
+use crate::retrieve::hit::{check_ids, top_hits, Hit};
+use crate::retrieve::index_file;
 use crate::{Error, Result};
 
 /// First bytes of a saved index; the digit is the format version.

@@ -4,12 +4,9 @@
 
 use std::ops::Range;
 
-use candle_core::{Device, Tensor};
 use tokenizers::Encoding;
 
 use crate::error::{Error, Result};
-use crate::models::bert::EncoderInput;
-use crate::models::InputScheme;
 
 /// Groups sequence indices into batches, longest first. A batch holds at most
 /// `batch_size` sequences and, when `max_batch_tokens` is set, at most that many
@@ -39,51 +36,6 @@ pub fn plan_batches(
         batches.push(current);
     }
     batches
-}
-
-/// Pads the encodings of one batch into model inputs.
-pub fn make_input(
-    encodings: &[&Encoding],
-    scheme: InputScheme,
-    pad_id: u32,
-    device: &Device,
-) -> Result<EncoderInput> {
-    let batch = encodings.len();
-    let seq_len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-    if batch == 0 || seq_len == 0 {
-        return Err(Error::invalid("cannot build an empty batch"));
-    }
-    let size = batch * seq_len;
-    let (mut ids, mut types, mut positions, mut mask) = (
-        vec![pad_id; size],
-        vec![0u32; size],
-        vec![0u32; size],
-        vec![0f32; size],
-    );
-    for (row, enc) in encodings.iter().enumerate() {
-        let base = row * seq_len;
-        for (j, (&id, &type_id)) in enc.get_ids().iter().zip(enc.get_type_ids()).enumerate() {
-            ids[base + j] = id;
-            if scheme.token_types {
-                types[base + j] = type_id;
-            }
-            mask[base + j] = 1.0;
-        }
-        for (j, position) in scheme.positions(enc.get_ids()).enumerate() {
-            positions[base + j] = position;
-        }
-        // Padding: RoBERTa's padding position; BERT's padded positions are masked, any do.
-        for j in enc.len()..seq_len {
-            positions[base + j] = scheme.roberta_padding_idx.unwrap_or(j as u32);
-        }
-    }
-    let shape = (batch, seq_len);
-    Ok(EncoderInput {
-        input_ids: Tensor::from_vec(ids, shape, device)?,
-        token_type_ids: Tensor::from_vec(types, shape, device)?,
-        position_ids: Tensor::from_vec(positions, shape, device)?,
-        attention_mask: Tensor::from_vec(mask, shape, device)?,
-    })
 }
 
 /// Called after each batch with the number of inputs it finished; an `Err` (e.g.

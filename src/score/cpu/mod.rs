@@ -1,26 +1,27 @@
 //! The CPU inference engine: a hand-written forward pass over packed sequences (see
 //! `encoder.rs` for why), on the `gemm` crate and vectorized kernels. It loads the same
-//! weights as the candle models in `models/`, which remain the reference it is tested
+//! weights as candle's model (`score::candle`), which remains the reference it is tested
 //! against.
 
-pub mod encoder;
-pub mod gemm;
-pub mod int8;
+pub(crate) mod encoder;
+pub(crate) mod gemm;
+pub(crate) mod int8;
 pub mod isa;
-pub mod kernels;
+pub(crate) mod kernels;
 
 use tokenizers::Encoding;
 
-use crate::bi_encoder::Pooling;
 use crate::error::Result;
-use crate::models::bert::Config;
-use crate::models::{Checkpoint, InputScheme};
-use crate::precision::Precision;
+use crate::model::checkpoint::{Checkpoint, InputScheme};
+use crate::model::config::Config;
+use crate::model::precision::Precision;
+use crate::score::engine::Engine;
+use crate::score::pooling::Pooling;
 use encoder::{Dense, Encoder, Output, Packed};
 
 /// Encoder + classification head (dense + tanh on the first token, then the output
 /// projection): BERT's pooler + classifier and XLM-R's classifier have this shape.
-pub struct Classifier {
+pub(crate) struct Classifier {
     encoder: Encoder,
     dense: Dense,
     out: Dense,
@@ -44,9 +45,10 @@ impl Classifier {
             scheme: ckpt.family.input_scheme(config),
         })
     }
+}
 
-    /// Logits, (sequences, num_labels) row-major.
-    pub fn forward(&self, encodings: &[&Encoding]) -> Result<Vec<f32>> {
+impl Engine for Classifier {
+    fn predict(&self, encodings: &[&Encoding]) -> Result<Vec<f32>> {
         let packed = Packed::new(encodings, self.scheme);
         let first = self.encoder.forward(&packed, Output::FirstToken)?;
         let rows = packed.num_sequences();
@@ -56,8 +58,8 @@ impl Classifier {
     }
 }
 
-/// Encoder + pooling (+ normalization): the bi-encoder's model.
-pub struct Embedder {
+/// Encoder + pooling: the bi-encoder's model.
+pub(crate) struct Embedder {
     encoder: Encoder,
     scheme: InputScheme,
 }
@@ -69,14 +71,10 @@ impl Embedder {
             scheme: ckpt.family.input_scheme(config),
         })
     }
+}
 
-    /// Embeddings, (sequences, hidden) row-major.
-    pub fn forward(
-        &self,
-        encodings: &[&Encoding],
-        pooling: Pooling,
-        normalize: bool,
-    ) -> Result<Vec<f32>> {
+impl Engine for Embedder {
+    fn embed(&self, encodings: &[&Encoding], pooling: Pooling) -> Result<Vec<f32>> {
         let packed = Packed::new(encodings, self.scheme);
         let h = self.encoder.hidden_size();
         let output = if pooling == Pooling::Cls {
@@ -84,16 +82,8 @@ impl Embedder {
         } else {
             Output::AllTokens
         };
-        let mut out = self
-            .encoder
-            .forward_with(&packed, output, |hidden| pool(hidden, &packed, h, pooling))?;
-        if normalize {
-            for row in out.chunks_exact_mut(h) {
-                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                row.iter_mut().for_each(|v| *v /= norm);
-            }
-        }
-        Ok(out)
+        self.encoder
+            .forward_with(&packed, output, |hidden| pool(hidden, &packed, h, pooling))
     }
 }
 
