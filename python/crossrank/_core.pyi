@@ -24,9 +24,10 @@ class CrossEncoder:
             through the hub cache (``HF_HUB_CACHE`` / ``HF_HOME``) and downloaded when online.
         max_length: truncation length (tokens, longest-first). Default: the tokenizer's
             ``model_max_length``, capped at the model's position table.
-        device: ``"cpu"`` (crossrank's own engine), or ``"cuda"`` / ``"cuda:N"`` in builds
-            with the ``cuda`` cargo feature (candle's models on the GPU; not in the PyPI
-            wheels). A device the build lacks raises ``ValueError``.
+        device: ``"cpu"`` (default, also what None means: crossrank's own engine), or
+            ``"cuda"`` / ``"cuda:N"`` in builds with the ``cuda`` cargo feature (candle's
+            models on the GPU; not in the PyPI wheels). A device the build lacks raises
+            ``ValueError``.
         activation_fn: applied to the logits: ``"sigmoid"``, ``"identity"``, ``"softmax"``,
             ``"tanh"`` or a torch activation module. Default: as sentence-transformers
             (config.json's ``sentence_transformers.activation_fn``, else sigmoid for one
@@ -36,8 +37,8 @@ class CrossEncoder:
         local_files_only: never download (also ``HF_HUB_OFFLINE=1``).
         max_batch_tokens: cap on padded tokens per batch (sequences x longest length), to
             bound memory on long inputs. Default: no cap beyond ``batch_size``.
-        precision: ``"float32"`` (default): exact, scores equal PyTorch's within 1e-4.
-            ``"int8"``: dynamic int8 quantization of the encoder's linear layers (weights
+        precision: ``"float32"`` (default, also what None means): exact, scores equal
+            PyTorch's within 1e-4. ``"int8"``: dynamic int8 quantization of the encoder's linear layers (weights
             per output channel, activations per token, outlier values kept in f32), about
             twice as fast on CPUs with AVX-512 VNNI; scores close to float32 but not equal
             (per-query Spearman >= 0.99 with float32 on real candidates; see
@@ -63,13 +64,13 @@ class CrossEncoder:
         self,
         model_name_or_path: str | PathLike[str],
         max_length: int | None = None,
-        device: str | None = "cpu",
+        device: str | None = None,
         activation_fn: ActivationName | Callable[..., Any] | None = None,
         revision: str | None = None,
         cache_folder: str | PathLike[str] | None = None,
         local_files_only: bool = False,
         max_batch_tokens: int | None = None,
-        precision: Literal["float32", "int8"] = "float32",
+        precision: Literal["float32", "int8"] | None = None,
         long_document: Literal["truncate", "first", "max", "mean"] = "truncate",
         stride: int = 64,
     ) -> None: ...
@@ -165,14 +166,14 @@ class BiEncoder:
         self,
         model_name_or_path: str | PathLike[str],
         max_length: int | None = None,
-        device: str | None = "cpu",
+        device: str | None = None,
         pooling: Literal["mean", "cls", "max", "mean_sqrt_len"] | None = None,
         normalize_embeddings: bool = False,
         revision: str | None = None,
         cache_folder: str | PathLike[str] | None = None,
         local_files_only: bool = False,
         max_batch_tokens: int | None = None,
-        precision: Literal["float32", "int8"] = "float32",
+        precision: Literal["float32", "int8"] | None = None,
     ) -> None: ...
     async def aencode(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`encode` on the running event loop's default executor."""

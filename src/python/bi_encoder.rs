@@ -187,6 +187,7 @@ impl PyBiEncoder {
         Ok(PyArray1::from_vec(py, sims).reshape([n, m])?.into_any())
     }
 
+    /// Token ids of each text as the model sees them (after truncation).
     fn tokenize(&self, py: Python<'_>, sentences: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
         let (texts, _) = extract_texts(sentences, "sentences")?;
         let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -194,6 +195,7 @@ impl PyBiEncoder {
         detach(py, || inner.tokenize(&borrowed)).map_err(to_py)
     }
 
+    /// The embedding size, as sentence-transformers' method of the same name.
     fn get_sentence_embedding_dimension(&self) -> usize {
         self.inner.dim()
     }
@@ -204,16 +206,20 @@ impl PyBiEncoder {
         self.inner.precision().name()
     }
 
+    /// Tokens per text after truncation.
     #[getter]
     fn max_length(&self) -> usize {
         self.inner.max_length()
     }
 
+    /// The pooling in use: ``"mean"``, ``"cls"``, ``"max"`` or ``"mean_sqrt_len"``.
     #[getter]
     fn pooling(&self) -> &'static str {
         self.inner.pooling().name()
     }
 
+    /// Whether ``encode`` normalizes by default (the model has a Normalize module, or
+    /// ``normalize_embeddings=True`` was passed at load).
     #[getter]
     fn normalize_embeddings(&self) -> bool {
         self.inner.normalizes()

@@ -102,6 +102,8 @@ impl PyBm25 {
         Ok(self.inner.analyzer().terms(&query_str(text)?))
     }
 
+    /// The ``top_k`` best documents for ``query``, best first (equal scores: corpus order), as
+    /// ``(ids or positions, float32 scores)``. Only documents sharing a term with the query.
     #[pyo3(signature = (query, top_k=10))]
     fn search<'py>(
         &self,
@@ -115,6 +117,7 @@ impl PyBm25 {
         hits_to_py(py, &hits, self.inner.ids())
     }
 
+    /// ``search`` for each query, in parallel with the GIL released.
     #[pyo3(signature = (queries, top_k=10, show_progress_bar=None))]
     fn search_batch<'py>(
         &self,
@@ -154,10 +157,13 @@ impl PyBm25 {
         Ok(PyArray1::from_vec(py, scores))
     }
 
+    /// Writes the index (vocabulary, postings, parameters, ids) to ``path`` as one file.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         detach(py, || self.inner.save(&path)).map_err(to_py)
     }
 
+    /// Reads an index written by ``save``. Raises ``FileNotFoundError`` for a missing file,
+    /// ``ValueError`` for one that is not an index.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = detach(py, || Bm25::load(&path)).map_err(to_py)?;
@@ -179,21 +185,25 @@ impl PyBm25 {
         Ok((constructor, PyTuple::new(py, [PyBytes::new(py, &bytes)])?))
     }
 
+    /// Term-frequency saturation: how quickly repeated terms stop adding to a score.
     #[getter]
     fn k1(&self) -> f32 {
         self.inner.params().k1
     }
 
+    /// Length normalization: 0 ignores document length, 1 normalizes fully.
     #[getter]
     fn b(&self) -> f32 {
         self.inner.params().b
     }
 
+    /// The corpus ids given at construction, or None when documents are numbered by position.
     #[getter]
     fn ids(&self) -> Option<Vec<String>> {
         self.inner.ids().map(<[String]>::to_vec)
     }
 
+    /// Distinct terms in the index after analysis.
     #[getter]
     fn vocabulary_size(&self) -> usize {
         self.inner.vocabulary_size()

@@ -211,6 +211,7 @@ impl PyCrossEncoder {
     /// Scores pairs. One pair in -> one float out (for single-label models).
     #[pyo3(signature = (sentences, batch_size=32, show_progress_bar=None, activation_fn=None,
                         apply_softmax=false, convert_to_numpy=true))]
+    #[allow(clippy::too_many_arguments)]
     fn predict<'py>(
         &self,
         py: Python<'py>,
@@ -361,21 +362,26 @@ impl PyCrossEncoder {
         self.inner.precision().name()
     }
 
+    /// How pairs longer than ``max_length`` are scored: ``"truncate"``, ``"first"``, ``"max"``
+    /// or ``"mean"``.
     #[getter]
     fn long_document(&self) -> &'static str {
         self.args.long_document.name()
     }
 
+    /// Tokens shared by neighbouring windows of a long document.
     #[getter]
     fn stride(&self) -> usize {
         self.args.stride
     }
 
+    /// Tokens per pair after truncation.
     #[getter]
     fn max_length(&self) -> usize {
         self.inner.max_length()
     }
 
+    /// Outputs per pair (1 for a relevance model).
     #[getter]
     fn num_labels(&self) -> usize {
         self.inner.num_labels()
@@ -387,6 +393,7 @@ impl PyCrossEncoder {
         self.inner.activation().name()
     }
 
+    /// The directory or hub id the model was loaded from.
     #[getter]
     fn model_name_or_path(&self) -> &str {
         &self.args.model_name_or_path

@@ -196,6 +196,7 @@ impl PyDenseIndex {
         Ok(())
     }
 
+    /// Writes the embeddings, metric and ids to ``path`` as one file.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let rows = self.vectors.bind(py).readonly();
         let slice = rows.as_slice()?;
@@ -206,6 +207,8 @@ impl PyDenseIndex {
         .map_err(to_py)
     }
 
+    /// Reads an index written by ``save``. Raises ``FileNotFoundError`` for a missing file,
+    /// ``ValueError`` for one that is not an index.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let index = detach(py, || DenseIndex::load(&path)).map_err(to_py)?;
@@ -237,16 +240,19 @@ impl PyDenseIndex {
         self.vectors.clone_ref(py)
     }
 
+    /// The ids given at construction, or None when rows are numbered by position.
     #[getter]
     fn ids(&self) -> Option<Vec<String>> {
         self.id_list().map(<[String]>::to_vec)
     }
 
+    /// The similarity searched by: ``"cosine"`` or ``"dot"``.
     #[getter]
     fn metric(&self) -> &'static str {
         self.metric.name()
     }
 
+    /// The dimension of the stored embeddings.
     #[getter(dim)]
     fn get_dim(&self, py: Python<'_>) -> usize {
         self.dim(py)

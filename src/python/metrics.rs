@@ -13,12 +13,15 @@ use super::inputs::type_name;
 use super::threads::detach;
 use crate::metrics::{self, Metric, Qrels, Run};
 
+/// `{qid: {docid: value}}`: judgments or a run.
+type Table<T> = HashMap<String, HashMap<String, T>>;
+
 /// A dict `{qid: {docid: value}}`, or the path of a TREC file read by `read_file`.
 fn table<'py, T: FromPyObjectOwned<'py>>(
     obj: &Bound<'py, PyAny>,
     what: &str,
-    read_file: fn(&std::path::Path) -> crate::Result<HashMap<String, HashMap<String, T>>>,
-) -> PyResult<HashMap<String, HashMap<String, T>>> {
+    read_file: fn(&std::path::Path) -> crate::Result<Table<T>>,
+) -> PyResult<Table<T>> {
     if obj.is_instance_of::<PyDict>() {
         return obj.extract().map_err(|e| {
             PyTypeError::new_err(format!(

@@ -94,6 +94,9 @@ pub fn combine_signals<'py>(
         .into_pyobject(py)
 }
 
+/// One training query: candidate ids, per-signal values, judgments `{doc id: grade}`.
+type QueryCandidates = (Vec<String>, Vec<Vec<f64>>, HashMap<String, i64>);
+
 /// Learn weights: `queries` = [(candidate ids, [[raw values per candidate] per signal],
 /// {docid: relevance})]; returns {"weights", "score", "initial_score", "rounds"}.
 #[pyfunction]
@@ -102,7 +105,7 @@ pub fn combine_signals<'py>(
 #[allow(clippy::too_many_arguments)]
 pub fn fit_weights<'py>(
     py: Python<'py>,
-    queries: Vec<(Vec<String>, Vec<Vec<f64>>, HashMap<String, i64>)>,
+    queries: Vec<QueryCandidates>,
     metric: &str,
     initial: Vec<f64>,
     normalizations: Vec<String>,
@@ -180,8 +183,8 @@ fn labels_of(labels: Vec<f64>) -> PyResult<Vec<bool>> {
         .into_iter()
         .enumerate()
         .map(|(i, l)| match l {
-            l if l == 0.0 => Ok(false),
-            l if l == 1.0 => Ok(true),
+            0.0 => Ok(false),
+            1.0 => Ok(true),
             _ => Err(PyValueError::new_err(format!(
                 "label {i} is {l}; labels must be 0 or 1"
             ))),
@@ -197,6 +200,9 @@ pub struct PyCalibrator {
 
 #[pymethods]
 impl PyCalibrator {
+    /// Fits a calibrator on (score, label) pairs. Labels are 0 or 1; both must occur. Raises
+    /// ``ValueError`` otherwise, or when temperature scaling would need scores that decrease
+    /// with relevance.
     #[staticmethod]
     #[pyo3(signature = (scores, labels, method="temperature"))]
     fn fit(scores: Vec<f64>, labels: Vec<f64>, method: &str) -> PyResult<Self> {
@@ -205,6 +211,7 @@ impl PyCalibrator {
         Ok(Self { inner })
     }
 
+    /// Calibrated probabilities for ``scores`` (float64 array, same order).
     fn transform<'py>(
         &self,
         py: Python<'py>,
@@ -216,6 +223,7 @@ impl PyCalibrator {
         ))
     }
 
+    /// The calibration method: ``"platt"``, ``"isotonic"`` or ``"temperature"``.
     #[getter]
     fn method(&self) -> &'static str {
         match self.inner {
@@ -263,6 +271,8 @@ pub fn suggest_threshold_py(
     ]))
 }
 
+/// Equal-width-bin ECE of probabilities against 0/1 labels: sum over bins of
+/// |mean probability - fraction relevant| x bin share.
 #[pyfunction]
 #[pyo3(signature = (probabilities, labels, bins=10))]
 pub fn expected_calibration_error_py(

@@ -15,6 +15,8 @@ use super::inputs::{
 use super::threads::detach;
 use crate::train::{Batch, Group, Loss, StepStats, Trainer, TrainerConfig};
 
+/// The training core behind :class:`crossrank.train.CrossEncoderTrainer` (use that): one
+/// optimizer step per call, with the schedule sized for ``num_examples`` per epoch.
 #[pyclass(name = "Trainer", module = "crossrank", unsendable)]
 pub struct PyTrainer {
     inner: Trainer,
@@ -52,7 +54,7 @@ fn positive_number(value: f64, name: &str) -> PyResult<f64> {
 impl PyTrainer {
     #[new]
     #[pyo3(signature = (base, num_examples, num_labels=None, max_length=None, learning_rate=2e-5, batch_size=16,
-                        epochs=1, warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=Some(1.0), seed=0,
+                        epochs=1, warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, seed=0,
                         loss="bce", dropout=None, revision=None, cache_folder=None, local_files_only=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -177,21 +179,25 @@ impl PyTrainer {
         detach(py, || inner.save(&path, overwrite)).map_err(to_py)
     }
 
+    /// Optimizer steps taken so far.
     #[getter]
     fn steps_done(&self) -> usize {
         self.inner.steps_done()
     }
 
+    /// Tokens per training pair after truncation.
     #[getter]
     fn max_length(&self) -> usize {
         self.inner.max_length()
     }
 
+    /// The dropout probability applied to hidden states during training.
     #[getter]
     fn dropout(&self) -> f64 {
         self.inner.dropout()
     }
 
+    /// Outputs of the classification head being trained.
     #[getter]
     fn num_labels(&self) -> usize {
         self.inner.num_labels()

@@ -120,8 +120,8 @@ mod tests {
     fn bad_weights_and_scores() {
         let a = list(&[("x", 1.0)]);
         for bad in [vec![-1.0], vec![f64::NAN], vec![0.0], vec![1.0, 1.0]] {
-            assert!(weighted_sum(&[a.clone()], Some(&bad)).is_err());
-            assert!(reciprocal_rank(&[a.clone()], 60.0, Some(&bad)).is_err());
+            assert!(weighted_sum(std::slice::from_ref(&a), Some(&bad)).is_err());
+            assert!(reciprocal_rank(std::slice::from_ref(&a), 60.0, Some(&bad)).is_err());
         }
         assert!(weighted_sum(&[list(&[("x", f64::NAN)])], None).is_err());
         assert!(reciprocal_rank(&[a], -1.0, None).is_err());

@@ -114,7 +114,7 @@ impl DenseView<'_> {
         if top_k == 0 {
             return Err(Error::invalid("top_k must be a positive integer, got 0"));
         }
-        if queries.len() % self.dim != 0 {
+        if !queries.len().is_multiple_of(self.dim) {
             return Err(Error::invalid(format!(
                 "queries of {} values are not rows of dimension {}",
                 queries.len(),
@@ -239,7 +239,7 @@ impl DenseIndex {
 
     /// Append rows (with ids when the index has ids, none when it has none).
     pub fn add(&mut self, vectors: Vec<f32>, ids: Vec<String>) -> Result<()> {
-        if vectors.len() % self.dim != 0 {
+        if !vectors.len().is_multiple_of(self.dim) {
             return Err(Error::invalid(format!(
                 "{} values are not rows of dimension {}",
                 vectors.len(),

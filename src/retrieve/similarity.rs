@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// `a`: (n, dim), `b`: (m, dim), row-major. Returns the (n, m) cosine matrix. A zero
 /// vector has similarity 0 with everything (rather than NaN).
 pub fn cosine_matrix(a: &[f32], b: &[f32], dim: usize) -> Result<Vec<f32>> {
-    if dim == 0 || a.len() % dim != 0 || b.len() % dim != 0 {
+    if dim == 0 || !a.len().is_multiple_of(dim) || !b.len().is_multiple_of(dim) {
         return Err(Error::invalid(format!(
             "embeddings of sizes {} and {} are not rows of dimension {dim}",
             a.len(),
