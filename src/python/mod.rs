@@ -21,6 +21,9 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The core's `log` records go to Python's `logging`, under the "crossrank" logger
+    // (e.g. "crossrank.score.cpu.isa"), so applications filter and format them as theirs.
+    pyo3_log::init();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<cross_encoder::PyCrossEncoder>()?;
     m.add_class::<bi_encoder::PyBiEncoder>()?;

@@ -176,6 +176,15 @@ impl Trainer {
                 &source.describe(),
             )?
         };
+        if !report.initialized.is_empty() {
+            // As transformers warns when it adds a head to a checkpoint.
+            log::warn!(
+                "Some weights of the model were not initialized from the checkpoint at {} and \
+                 are newly initialized: {:?}. Train this model before using it for predictions.",
+                source.describe(),
+                report.initialized
+            );
+        }
         if config.loss == Loss::ListwiseSoftmax && model.num_labels() != 1 {
             return Err(Error::invalid(format!(
                 "the listwise loss needs a one-label model, this one has {}",

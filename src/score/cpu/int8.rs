@@ -225,9 +225,9 @@ pub fn enabled() -> bool {
     }
     static WARNING: Once = Once::new();
     WARNING.call_once(|| {
-        eprintln!(
-            "crossrank: precision=\"int8\" needs {}, which this CPU lacks (or {} \
-             excludes); running float32 instead",
+        log::warn!(
+            "precision=\"int8\" needs {}, which this CPU lacks (or {} excludes); running \
+             float32 instead",
             if cfg!(target_arch = "aarch64") {
                 "the dotprod extension (NEON sdot)"
             } else {

@@ -54,7 +54,7 @@ fn cap() -> Level {
         let value = std::env::var(ENV).unwrap_or_default();
         let (cap, warning) = parse_cap(&value);
         if let Some(warning) = warning {
-            eprintln!("crossrank: {warning}");
+            log::warn!("{warning}");
         }
         cap
     })
