@@ -408,6 +408,41 @@ def sort_by_preference(n: int, before: Callable[[int, int], bool]) -> tuple[list
     with a stable merge sort (at most n ceil(log2 n) - 2^ceil(log2 n) + 1 calls).
     Exceptions raised by ``before`` propagate; a non-bool answer raises ``TypeError``."""
 
+class ModelSignals:
+    """The model signals of a hybrid re-rank (what :class:`crossrank.HybridReranker` uses):
+    a cross-encoder's scores, BM25 scores and a bi-encoder's cosine similarities for one
+    query's candidates, computed side by side in Rust with the GIL released.
+
+    Args:
+        cross_encoder: scores (query, document) pairs with its default activation.
+        bi_encoder: cosine of the query's and each document's embedding.
+        bm25: ``True``: BM25 with the candidate set's own statistics (k1 0.9, b 0.4);
+            a :class:`BM25` index: its corpus' statistics (``BM25.score``).
+        batch_size: sequences per forward pass of either model.
+    """
+
+    def __init__(
+        self,
+        cross_encoder: CrossEncoder | None = None,
+        bi_encoder: BiEncoder | None = None,
+        bm25: bool | BM25 | None = None,
+        batch_size: int = 32,
+    ) -> None: ...
+    @property
+    def names(self) -> list[str]:
+        """The configured signals: ``"cross_encoder"``, ``"bm25"``, ``"bi_encoder"``, in that order."""
+    def compute(
+        self,
+        query: str,
+        documents: Sequence[str],
+        embeddings: npt.NDArray[np.float32] | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """Each configured signal's raw values for ``documents``. ``embeddings``: the
+        documents' embeddings, float32 ``(len(documents), dim)``, when the caller already
+        has them (a :class:`DenseIndex`, a vector store): the bi-encoder then embeds only
+        the query. Ctrl-C stops it (``KeyboardInterrupt``)."""
+
 class Trainer:
     """The training core behind :class:`crossrank.train.CrossEncoderTrainer` (use that):
     one optimizer step per call, with the schedule sized for ``num_examples`` examples."""

@@ -54,6 +54,13 @@ pub struct PyBiEncoder {
     args: InitArgs,
 }
 
+impl PyBiEncoder {
+    /// The core model, shared (e.g. with a `ModelSignals`).
+    pub fn inner(&self) -> &Arc<BiEncoder> {
+        &self.inner
+    }
+}
+
 #[pymethods]
 impl PyBiEncoder {
     #[new]

@@ -1,6 +1,7 @@
 //! `crossrank.BM25`: the Python face of `crate::retrieve::bm25::Bm25`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use numpy::{PyArray1, ToPyArray};
 use pyo3::exceptions::PyTypeError;
@@ -54,11 +55,11 @@ fn stopword_list(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
 /// Okapi BM25 (Lucene idf) over a corpus of strings. See ``crossrank/_core.pyi``.
 #[pyclass(name = "BM25", module = "crossrank", frozen)]
 pub struct PyBm25 {
-    inner: Bm25,
+    inner: Arc<Bm25>,
 }
 
 impl PyBm25 {
-    pub fn inner(&self) -> &Bm25 {
+    pub fn inner(&self) -> &Arc<Bm25> {
         &self.inner
     }
 }
@@ -94,7 +95,9 @@ impl PyBm25 {
             }
         })?
         .map_err(to_py)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The terms BM25 sees for `text` (after lowercasing, splitting, stopwords, stemming).
@@ -167,13 +170,17 @@ impl PyBm25 {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = detach(py, || Bm25::load(&path)).map_err(to_py)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     #[staticmethod]
     fn _from_bytes(bytes: &[u8]) -> PyResult<Self> {
         let inner = Bm25::from_bytes(bytes, std::path::Path::new("<pickle>")).map_err(to_py)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     fn __reduce__<'py>(

@@ -97,6 +97,11 @@ pub struct PyCrossEncoder {
 }
 
 impl PyCrossEncoder {
+    /// The core model, shared (e.g. with a `ModelSignals`).
+    pub fn inner(&self) -> &Arc<CrossEncoder> {
+        &self.inner
+    }
+
     /// Scores checked pairs [`CHUNK`] at a time: each chunk is copied out of Python and
     /// scored with the GIL released, so the copies never exceed one chunk.
     fn predict_chunked(

@@ -14,6 +14,7 @@ mod pairwise;
 mod progress;
 mod reranking;
 mod runtime;
+mod signals;
 mod threads;
 mod train;
 
@@ -34,6 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fusion::weighted_sum_fusion, m)?)?;
     m.add_class::<reranking::PyCalibrator>()?;
     m.add_class::<train::PyTrainer>()?;
+    m.add_class::<signals::PyModelSignals>()?;
     m.add_function(wrap_pyfunction!(runtime::runtime_info, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise::aggregate_preferences, m)?)?;
     m.add(

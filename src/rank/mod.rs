@@ -8,4 +8,5 @@ pub mod fusion;
 pub mod hybrid;
 pub mod normalize;
 pub mod pairwise;
+pub mod signals;
 pub mod weights;

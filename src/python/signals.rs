@@ -1,0 +1,108 @@
+//! `crossrank._core.ModelSignals`: the model signals of a hybrid re-rank
+//! (`rank::signals`), computed in parallel with the GIL released.
+
+use numpy::{PyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict};
+
+use super::bi_encoder::PyBiEncoder;
+use super::bm25::PyBm25;
+use super::cross_encoder::PyCrossEncoder;
+use super::errors::to_py;
+use super::inputs::{extract_text_list, positive, query_str, type_name};
+use super::progress::Progress;
+use super::threads::detach_interruptible;
+use crate::rank::signals::{Bm25Statistics, Candidates, ModelSignals};
+
+/// The model signals of a hybrid re-rank: a cross-encoder's scores, BM25 scores (against
+/// the candidates' own statistics with ``bm25=True``, or a corpus index's) and a
+/// bi-encoder's cosine similarities, computed side by side with the GIL released.
+#[pyclass(name = "ModelSignals", module = "crossrank", frozen)]
+pub struct PyModelSignals {
+    inner: ModelSignals,
+}
+
+#[pymethods]
+impl PyModelSignals {
+    #[new]
+    #[pyo3(signature = (cross_encoder=None, bi_encoder=None, bm25=None, batch_size=32))]
+    fn new(
+        cross_encoder: Option<PyRef<'_, PyCrossEncoder>>,
+        bi_encoder: Option<PyRef<'_, PyBiEncoder>>,
+        bm25: Option<&Bound<'_, PyAny>>,
+        batch_size: i64,
+    ) -> PyResult<Self> {
+        let bm25 = match bm25 {
+            None => None,
+            Some(b) if b.is_instance_of::<PyBool>() => {
+                b.extract::<bool>()?.then_some(Bm25Statistics::Candidates)
+            }
+            Some(b) => match b.cast::<PyBm25>() {
+                Ok(index) => Some(Bm25Statistics::Index(index.get().inner().clone())),
+                Err(_) => {
+                    return Err(PyTypeError::new_err(format!(
+                        "bm25 must be True/False or a crossrank.BM25 index, got {}",
+                        type_name(b)
+                    )))
+                }
+            },
+        };
+        Ok(Self {
+            inner: ModelSignals {
+                cross_encoder: cross_encoder.map(|ce| ce.inner().clone()),
+                bi_encoder: bi_encoder.map(|be| be.inner().clone()),
+                bm25,
+                batch_size: positive(batch_size, "batch_size")?,
+            },
+        })
+    }
+
+    /// The configured signals' names: ``"cross_encoder"``, ``"bm25"``, ``"bi_encoder"``.
+    #[getter]
+    fn names(&self) -> Vec<&'static str> {
+        self.inner.names()
+    }
+
+    /// ``{name: float64 array}``: each configured signal's raw values for ``documents``.
+    /// ``embeddings``: the documents' embeddings, float32 ``(len(documents), dim)``, when
+    /// the caller has them (a ``DenseIndex``, a vector store); the bi-encoder then embeds
+    /// only the query.
+    #[pyo3(signature = (query, documents, embeddings=None, show_progress_bar=None))]
+    fn compute<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        documents: &Bound<'py, PyAny>,
+        embeddings: Option<PyReadonlyArray2<'py, f32>>,
+        show_progress_bar: Option<bool>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let query = query_str(query)?;
+        let documents = extract_text_list(documents, "documents")?;
+        let texts: Vec<&str> = documents.iter().map(String::as_str).collect();
+        let embeddings = embeddings.as_ref().map(|e| e.as_slice()).transpose()?;
+        let candidates = Candidates {
+            query: &query,
+            documents: &texts,
+            embeddings,
+        };
+        let progress = Progress::new(py, show_progress_bar, texts.len(), "Scoring", "pair")?;
+        let inner = &self.inner;
+        let result = detach_interruptible(py, |interrupt| {
+            inner.compute(&candidates, &mut |n| {
+                progress.update(n);
+                interrupt.check()
+            })
+        });
+        progress.close(py);
+        let out = PyDict::new(py);
+        for (name, values) in result?.map_err(to_py)? {
+            out.set_item(name, PyArray1::from_vec(py, values))?;
+        }
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ModelSignals({:?})", self.inner.names())
+    }
+}

@@ -1,0 +1,67 @@
+"""crossrank._core.ModelSignals, the Rust side of HybridReranker: each signal equals the
+model called on its own (computed independently here), precomputed embeddings replace
+re-encoding, and bad input is refused with a message naming it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import crossrank
+from crossrank._core import ModelSignals
+
+
+@pytest.fixture(scope="module")
+def be(minilm_dir):
+    return crossrank.BiEncoder(str(minilm_dir))
+
+
+@pytest.fixture(scope="module")
+def candidates(cranfield):
+    queries, corpus = cranfield
+    return queries[0]["text"], [d["text"] for d in corpus[:40]]
+
+
+def test_every_signal_equals_its_model_alone(ce, be, candidates):
+    query, docs = candidates
+    signals = ModelSignals(cross_encoder=ce, bi_encoder=be, bm25=True, batch_size=8)
+    assert signals.names == ["cross_encoder", "bm25", "bi_encoder"]
+    got = signals.compute(query, docs)
+    assert list(got) == signals.names
+    assert all(v.dtype == np.float64 and v.shape == (len(docs),) for v in got.values())
+    np.testing.assert_allclose(got["cross_encoder"], ce.predict([(query, d) for d in docs]), atol=1e-6)
+    np.testing.assert_allclose(got["bm25"], crossrank.BM25(docs).score(query, docs), atol=1e-6)
+    want = be.similarity(be.encode([query]), be.encode(docs))[0]
+    np.testing.assert_allclose(got["bi_encoder"], want, atol=1e-6)
+
+
+def test_a_corpus_index_gives_its_statistics(candidates, cranfield):
+    query, docs = candidates
+    index = crossrank.BM25([d["text"] for d in cranfield[1]])
+    got = ModelSignals(bm25=index).compute(query, docs)
+    np.testing.assert_allclose(got["bm25"], index.score(query, docs), atol=1e-6)
+    # The candidate set's own statistics differ from the corpus'.
+    assert np.abs(got["bm25"] - crossrank.BM25(docs).score(query, docs)).max() > 1e-3
+
+
+def test_given_embeddings_replace_encoding(be, candidates):
+    query, docs = candidates
+    embeddings = be.encode(docs)
+    signals = ModelSignals(bi_encoder=be)
+    np.testing.assert_allclose(signals.compute(query, docs, embeddings=embeddings)["bi_encoder"],
+                               signals.compute(query, docs)["bi_encoder"], atol=1e-6)
+    # They are used as given: other vectors give other similarities.
+    shuffled = signals.compute(query, docs, embeddings=embeddings[::-1].copy())["bi_encoder"]
+    np.testing.assert_allclose(shuffled, signals.compute(query, docs)["bi_encoder"][::-1], atol=1e-6)
+
+
+def test_bad_input_is_named(be, candidates):
+    query, docs = candidates
+    with pytest.raises(ValueError, match="embeddings hold 384 values for 40 documents of dimension 384"):
+        ModelSignals(bi_encoder=be).compute(query, docs, embeddings=np.zeros((1, 384), np.float32))
+    with pytest.raises(TypeError, match="bm25 must be True/False or a crossrank.BM25 index, got str"):
+        ModelSignals(bm25="yes")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        ModelSignals(bm25=True, batch_size=0)
+    assert ModelSignals().compute(query, docs) == {}
+    assert ModelSignals(bm25=False).names == []
