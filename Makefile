@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ACTIVATE := VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH
 
-.PHONY: demo demo-all test build fixtures test-rust test-python test-aarch64 aarch64-toolchain bench clean
+.PHONY: demo demo-all test build fixtures lint test-rust test-python test-aarch64 aarch64-toolchain bench clean
 
 
 $(PY):
@@ -76,7 +76,17 @@ test-aarch64: aarch64-toolchain
 			|| exit 1; \
 	done
 
-test: test-rust test-python test-aarch64
+# Style and consistency: rustfmt, clippy (core alone and with the bindings) with warnings as
+# errors, ruff on the Python tree. The stub check (tests/test_stubs.py) runs with the tests.
+lint: $(VENV)/.test-deps
+	@for c in rustfmt clippy; do rustup component list --installed 2>/dev/null | grep -q "^$$c" \
+		|| rustup component add $$c; done
+	cargo fmt --check
+	cargo clippy --release -q --all-targets -- -D warnings
+	cargo clippy --release -q --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests scripts benches examples
+
+test: lint test-rust test-python test-aarch64
 
 bench: $(VENV)/.test-deps build fixtures
 	$(PY) -m pip install -q -r requirements/bench.txt

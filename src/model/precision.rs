@@ -10,7 +10,7 @@ pub enum Precision {
     #[default]
     Float32,
     /// Dynamic int8 quantization of the encoder's linear layers (weights per output
-    /// channel at load, activations per token at run time; see `fast::int8`). Faster,
+    /// channel at load, activations per token at run time; see `score::cpu::int8`). Faster,
     /// scores close to but not equal to f32.
     Int8,
 }

@@ -1,7 +1,7 @@
 //! `BertForSequenceClassification` with every weight a trainable candle `Var`, and a
 //! forward pass that candle can differentiate.
 //!
-//! A separate forward from `models::bert` rather than a training flag in it, because the
+//! A separate forward from `score::candle::bert` rather than a training flag in it, because the
 //! inference model is built for inference in three ways that break training:
 //! * it uses candle-nn's fused softmax and layer norm, which have no backward (see
 //!   `ops.rs`);
@@ -10,8 +10,8 @@
 //! * its `Linear` owns plain tensors, not `Var`s.
 //!
 //! Keeping them apart leaves the inference path exactly as fast as before. The config
-//! (`models::bert::Config`), the batch layout (`EncoderInput`) and the checkpoint reading
-//! (`models::Checkpoint`) are shared, so both read the same files the same way.
+//! (`model::config::Config`), the batch layout (`EncoderInput`) and the checkpoint reading
+//! (`model::checkpoint::Checkpoint`) are shared, so both read the same files the same way.
 //!
 //! Dropout (`dropout.rs`) sits where transformers' BERT has `hidden_dropout_prob`: after
 //! the embeddings, after each attention output and feed-forward output projection, and

@@ -5,7 +5,7 @@
 //! (sequence, head) on exactly that sequence's tokens (no mask), Q/K/V are one GEMM,
 //! buffers are reused across layers, and the last layer computes only the rows a
 //! caller needs (the first token, for cross-encoders). Weights come from the same
-//! `VarBuilder` as the candle model in `models::bert`, which stays the reference.
+//! `VarBuilder` as candle's model in `score::candle::bert`, which stays the reference.
 //!
 //! # `precision="int8"`: what is quantized
 //!
@@ -393,7 +393,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// `vb` points at the encoder (prefix applied), as for `models::bert::BertModel`.
+    /// `vb` points at the encoder (prefix applied), as for `score::candle::bert::BertModel`.
     /// `precision` applies to the layers' linear projections; embeddings, LayerNorm and
     /// attention stay f32.
     pub fn load(vb: &VarBuilder, c: &Config, precision: Precision) -> Result<Self> {

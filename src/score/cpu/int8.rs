@@ -271,7 +271,7 @@ const BLOCK: usize = 64;
 
 impl QuantizedRows {
     /// Quantizes `rows` rows of `cols` values from `x`, each column `k` multiplied by
-    /// `multipliers[k]` first (the activation side of `fast::encoder`'s smoothing).
+    /// `multipliers[k]` first (the activation side of `encoder`'s smoothing).
     pub fn quantize_scaled(&mut self, x: &[f32], rows: usize, cols: usize, multipliers: &[f32]) {
         assert!(
             x.len() >= rows * cols && multipliers.len() == cols,
