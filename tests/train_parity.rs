@@ -58,8 +58,9 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/train_reference.py")
 }
 
-/// The fixture's directory, or `None` (after saying why) when the test cannot run here.
-fn fixture(name: &str) -> Option<PathBuf> {
+/// The fixture's directory. Panics, saying why, when the test cannot run here: a skipped
+/// parity test would pass while proving nothing.
+fn fixture(name: &str) -> PathBuf {
     let dir = models_dir().join(name);
     let reason = if !dir.join("model.safetensors").is_file() {
         Some(format!("no fixture at {}", dir.display()))
@@ -76,10 +77,9 @@ fn fixture(name: &str) -> Option<PathBuf> {
             )
         })
     };
-    // A skipped parity test would pass while proving nothing: fail instead. `make test`
-    // provides both (`cargo test --lib` runs the unit tests without them).
+    // `make test` provides both (`cargo test --lib` runs the unit tests without them).
     match reason {
-        None => Some(dir),
+        None => dir,
         Some(why) => panic!(
             "parity test cannot run: {why} (run `make fixtures` and set CROSSRANK_PYTHON to a \
              Python with torch, transformers and safetensors, e.g. .venv/bin/python)"
@@ -256,7 +256,7 @@ impl Worst {
 }
 
 fn parity(name: &str, loss: Loss, steps: Vec<Step>, max_grad_norm: f64) {
-    let Some(dir) = fixture(name) else { return };
+    let dir = fixture(name);
     let mut config = TrainerConfig::new(dir.to_string_lossy());
     config.loss = loss;
     config.max_length = Some(64);
@@ -567,9 +567,7 @@ fn minilm_bce_step_equals_pytorch() {
 /// logits.
 #[test]
 fn saved_checkpoint_loads_in_transformers_with_same_logits() {
-    let Some(dir) = fixture("all-MiniLM-L6-v2") else {
-        return;
-    };
+    let dir = fixture("all-MiniLM-L6-v2");
     let mut config = TrainerConfig::new(dir.to_string_lossy());
     config.max_length = Some(64);
     config.learning_rate = 1e-4;
