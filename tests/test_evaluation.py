@@ -188,13 +188,15 @@ def test_harness_bad_input(tiny):
         evaluate([RerankStage(lambda q, d: [0.0] * len(d))], data)
     with pytest.raises(ValueError, match="'dense'"):
         evaluate([BM25Stage(), FusionStage(["bm25", "dense"])], data)
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match=r"stage 'rerank', query 'q1' returned a non-finite score \(nan\) "
+                                         r"for document 0"):
         evaluate([BM25Stage(), RerankStage(lambda q, d: [float("nan")] * len(d))], data)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"stage 'rerank', query 'q1' returned scores of shape \(1,\) "
+                                         r"for \d+ documents"):
         evaluate([BM25Stage(), RerankStage(lambda q, d: [1.0])], data)
     with pytest.raises(TypeError):
         evaluate(["bm25"], data)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="model must be a CrossEncoder, a BiEncoder or a callable, got str"):
         RerankStage("not a model")
     with pytest.raises(ValueError, match="at least two"):
         FusionStage(["bm25"])

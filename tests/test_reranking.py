@@ -12,10 +12,28 @@ import numpy as np
 import pytest
 
 import crossrank
+from crossrank.datasets import Dataset
+from crossrank.evaluation import BM25Stage, RerankStage, evaluate
 from crossrank.reranking import (Calibrator, FieldMatch, HybridReranker, MultiStage, Recency, SourceTrust,
                                  as_reranker, expected_calibration_error, suggest_threshold)
 
 DOCS = ["the cat sat on the mat", "dogs bark loudly", "a cat and a dog", "birds sing", "cat cat cat"]
+
+
+class RecordingBiEncoder(crossrank.BiEncoder):
+    """A BiEncoder that records the ``batch_size`` of every ``encode`` call."""
+
+    def encode(self, sentences, batch_size=32, **kwargs):
+        self.batch_sizes = [*getattr(self, "batch_sizes", []), batch_size]
+        return super().encode(sentences, batch_size=batch_size, **kwargs)
+
+
+class RecordingCrossEncoder(crossrank.CrossEncoder):
+    """A CrossEncoder that records the ``batch_size`` of every ``predict`` call."""
+
+    def predict(self, sentences, batch_size=32, **kwargs):
+        self.batch_sizes = [*getattr(self, "batch_sizes", []), batch_size]
+        return super().predict(sentences, batch_size=batch_size, **kwargs)
 
 
 def minmax(x):
@@ -136,6 +154,40 @@ def test_multistage_order_and_timings():
         MultiStage([first])
     with pytest.raises(ValueError, match="non-finite"):
         MultiStage([(lambda q, d: [math.nan] * len(d), 3)]).rerank("q", DOCS)
+
+
+def test_every_caller_passes_batch_size_and_gets_the_same_scores(minilm_dir, ce_dir):
+    """HybridReranker's model signals, MultiStage's stages and evaluation.RerankStage score
+    through one dispatcher: each hands its batch_size to encode / predict (HybridReranker's
+    bi-encoder signal used to drop it) and all get cosine / predict scores."""
+    be, ce = RecordingBiEncoder(str(minilm_dir)), RecordingCrossEncoder(str(ce_dir))
+    plain_be = crossrank.BiEncoder(str(minilm_dir))
+    d, q = plain_be.encode(DOCS).astype(np.float64), plain_be.encode(["cat"])[0].astype(np.float64)
+    cosine = d @ q / (np.linalg.norm(d, axis=1) * np.linalg.norm(q))
+    predicted = crossrank.CrossEncoder(str(ce_dir)).predict([("cat", t) for t in DOCS])
+
+    raw = HybridReranker(bi_encoder=be, cross_encoder=ce, batch_size=3).raw_signals("cat", DOCS)
+    assert be.batch_sizes == [3, 3] and ce.batch_sizes == [3]  # the query's encode, the documents'
+    np.testing.assert_allclose(raw["bi_encoder"], cosine, atol=1e-6)
+    np.testing.assert_allclose(raw["cross_encoder"], predicted, rtol=1e-6)
+
+    be.batch_sizes, ce.batch_sizes = [], []
+    got = MultiStage([(be, 5), (ce, 3)], batch_size=2).rerank("cat", DOCS)
+    assert be.batch_sizes == [2, 2] and ce.batch_sizes == [2]
+    for r in got:
+        assert r["score"] == pytest.approx((cosine if r["stage"] == 0 else predicted)[r["corpus_id"]], abs=1e-6)
+
+    be.batch_sizes, ce.batch_sizes = [], []
+    ids = [f"d{i}" for i in range(len(DOCS))]
+    data = Dataset("docs", ids, DOCS, {"q": "cat"}, {"q": {"d4": 1}})
+    result = evaluate([BM25Stage(), RerankStage(be, name="dense", batch_size=4),
+                       RerankStage(ce, name="ce", input="bm25", batch_size=5)], data, metrics=["ndcg@10"])
+    assert be.batch_sizes == [4, 4] and ce.batch_sizes == [5]
+    for stage, want in (("dense", cosine), ("ce", predicted)):
+        run = result[stage].run["q"]
+        assert run and set(run) == set(result["bm25"].run["q"])
+        for doc, score in run.items():
+            assert score == pytest.approx(want[ids.index(doc)], abs=1e-6), (stage, doc)
 
 
 def test_selective_options_on_every_reranker(ce_dir):

@@ -21,8 +21,9 @@ core; this package composes models and Python callables around them:
 
 * :mod:`~crossrank.reranking.base`: :class:`Ranking`, the :class:`Reranker` base class and
   the selective options;
-* :mod:`~crossrank.reranking.scoring`: :func:`as_reranker`, models and callables as
-  rerankers;
+* :mod:`~crossrank.reranking.scoring`: :func:`score_documents`, the one function that
+  scores documents with a CrossEncoder, BiEncoder, Reranker or callable, and
+  :func:`as_reranker`;
 * :mod:`~crossrank.reranking.rules`: the metadata rules :class:`Recency`,
   :class:`SourceTrust`, :class:`FieldMatch`;
 * :mod:`~crossrank.reranking.hybrid`: :class:`HybridReranker`;
@@ -49,6 +50,7 @@ from crossrank.reranking.pairwise import PairwiseReranker
 from crossrank.reranking.rules import FieldMatch, Recency, SourceTrust
 from crossrank.reranking.scoring import Scorer as Scorer
 from crossrank.reranking.scoring import as_reranker
+from crossrank.reranking.scoring import score_documents as score_documents
 
 __all__ = [
     "Reranker", "Ranking", "as_reranker", "HybridReranker", "MultiStage", "PairwiseReranker", "Recency",

@@ -54,7 +54,7 @@ def _finite_scores(scores: Any, n: int, who: str) -> np.ndarray:
     except (TypeError, ValueError) as e:
         raise TypeError(f"{who} must return numbers, got {type(scores).__name__}") from e
     if array.shape != (n,):
-        raise ValueError(f"{who} returned {array.shape} scores for {n} documents")
+        raise ValueError(f"{who} returned scores of shape {array.shape} for {n} documents")
     bad = np.flatnonzero(~np.isfinite(array))
     if bad.size:
         raise ValueError(f"{who} returned a non-finite score ({array[bad[0]]}) for document {int(bad[0])}")

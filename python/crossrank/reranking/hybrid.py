@@ -13,7 +13,7 @@ import numpy as np
 from crossrank._core import BM25, BiEncoder, CrossEncoder, combine_signals, fit_weights
 from crossrank.reranking.base import Ranking, Reranker, _check_query_documents, _finite_scores, _optional_count
 from crossrank.reranking.rules import _Rule
-from crossrank.reranking.scoring import Scorer
+from crossrank.reranking.scoring import Scorer, score_documents
 
 NORMALIZATIONS = ("minmax", "zscore", "sigmoid", "rank", "none")
 
@@ -123,14 +123,14 @@ class HybridReranker(Reranker):
         n = len(documents)
         out: dict[str, np.ndarray] = {}
         if self.cross_encoder is not None:
-            out["cross_encoder"] = self.cross_encoder.predict([(query, d) for d in documents],
-                                                              batch_size=self.batch_size).astype(np.float64)
+            out["cross_encoder"] = score_documents(self.cross_encoder, query, documents, self.batch_size,
+                                                   "signal 'cross_encoder'")
         if self.bm25 is not False:
             index = self.bm25 if isinstance(self.bm25, BM25) else BM25(documents)
             out["bm25"] = index.score(query, documents).astype(np.float64)
         if self.bi_encoder is not None:
-            q = self.bi_encoder.encode([query])
-            out["bi_encoder"] = self.bi_encoder.similarity(q, self.bi_encoder.encode(documents))[0].astype(np.float64)
+            out["bi_encoder"] = score_documents(self.bi_encoder, query, documents, self.batch_size,
+                                                "signal 'bi_encoder'")
         if self.first_stage:
             if first_stage_scores is None:
                 out["first_stage"] = -np.arange(n, dtype=np.float64)
@@ -145,7 +145,7 @@ class HybridReranker(Reranker):
                 sum(r.weight * r.score_document(query, m, i) for r in self.metadata_rules) / total
                 for i, m in enumerate(metadata)])
         for name, f in self.signals.items():
-            out[name] = _finite_scores(f(query, documents), n, f"signal {name!r}")
+            out[name] = score_documents(f, query, documents, self.batch_size, f"signal {name!r}")
         return out
 
     def _combine(self, raw: Mapping[str, np.ndarray], weights: Mapping[str, float]):
