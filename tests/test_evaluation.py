@@ -251,6 +251,36 @@ def test_cli_eval_with_models(tiny, tmp_path, minilm_dir, ce_dir):
     stages = json.loads(out.read_text())["stages"]
     assert [s["name"] for s in stages] == ["bm25", "dense", "hybrid", "ce"]
     assert stages[3]["pairs_per_second"] > 0
+    # Each stage's run rebuilt by hand (BM25 k1 0.9 b 0.4 top 3, cosine top 3, RRF k 60 of
+    # both cut to 3, the cross-encoder's scores on those 3) and scored by trec_eval.
+    data = load_beir(tiny)
+    bm25 = crossrank.BM25(data.doc_texts, ids=data.doc_ids, k1=0.9, b=0.4)
+    be, ce = crossrank.BiEncoder(str(minilm_dir)), crossrank.CrossEncoder(str(ce_dir))
+    embeddings = be.encode(data.doc_texts).astype(np.float64)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    runs = {name: {} for name in ("bm25", "dense", "hybrid", "ce")}
+    for qid, text in data.queries.items():
+        ids, scores = bm25.search(text, top_k=3)
+        runs["bm25"][qid] = {d: float(s) for d, s in zip(ids, scores)}
+        q = be.encode([text])[0].astype(np.float64)
+        cosine = embeddings @ q / np.linalg.norm(q)
+        runs["dense"][qid] = {data.doc_ids[i]: float(cosine[i]) for i in np.argsort(-cosine)[:3]}
+        rrf = {}
+        for run in (runs["bm25"][qid], runs["dense"][qid]):
+            for rank, d in enumerate(sorted(run, key=lambda d: (-run[d], d)), 1):
+                rrf[d] = rrf.get(d, 0.0) + 1 / (60 + rank)
+        hybrid = sorted(rrf, key=lambda d: (-rrf[d], d))[:3]
+        runs["hybrid"][qid] = {d: rrf[d] for d in hybrid}
+        runs["ce"][qid] = dict(zip(hybrid, map(float, ce.predict([(text, data.text(d)) for d in hybrid]))))
+    evaluator = pytrec_eval.RelevanceEvaluator(data.qrels, {"ndcg_cut.10", "recip_rank", "map_cut.100", "recall.100"})
+    for stage in stages:
+        want = evaluator.evaluate(runs[stage["name"]])
+        assert set(want) == {"q1", "q2"}
+        for ours, theirs in (("ndcg@10", "ndcg_cut_10"), ("mrr@10", "recip_rank"), ("map@100", "map_cut_100"),
+                             ("recall@100", "recall_100")):
+            assert stage["metrics"][ours] == pytest.approx(np.mean([v[theirs] for v in want.values()]), abs=1e-9), \
+                (stage["name"], ours)
+    assert stages[3]["metrics"]["ndcg@10"] < 1.0  # the fixture's random head misorders: not a trivial 1.0
 
 
 def test_cli_rerank(ce_dir, tmp_path):

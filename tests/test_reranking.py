@@ -144,8 +144,20 @@ def test_multistage_order_and_timings():
     # N larger than the candidates: every candidate is scored.
     assert [r["stage"] for r in MultiStage([(second, 50)]).rerank("cat", DOCS)] == [0] * 5
     # Any reranker may be a stage, including a HybridReranker and another MultiStage.
+    # Stage 0 (the inner cascade) orders all five shortest first; stage 1 re-orders that
+    # order's first three by BM25 against their own statistics (min-max keeps the order),
+    # ties in stage 0's order; the other two keep stage 0's order and its n - position score.
     nested = MultiStage([(MultiStage([(first, 5)]), 5), (HybridReranker(bm25=True), 3)])
-    assert sorted(r["corpus_id"] for r in nested.rerank("cat", DOCS)) == list(range(5))
+    got = nested.rerank("cat", DOCS)
+    shortest = sorted(range(5), key=lambda i: (len(DOCS[i]), i))
+    head = shortest[:3]
+    bm25 = crossrank.BM25([DOCS[i] for i in head]).score("cat", [DOCS[i] for i in head])
+    want = [head[j] for j in sorted(range(3), key=lambda j: (-bm25[j], j))] + shortest[3:]
+    assert want == [4, 2, 3, 1, 0]  # differs from the input and from stage 0's order
+    assert [r["corpus_id"] for r in got] == want
+    assert [r["stage"] for r in got] == [1, 1, 1, 0, 0]
+    assert [r["score"] for r in got[:3]] == pytest.approx(sorted(minmax(bm25), reverse=True), abs=1e-12)
+    assert [r["score"] for r in got[3:]] == [2.0, 1.0]
     with pytest.raises(ValueError, match="positive integer"):
         MultiStage([(first, 0)])
     with pytest.raises(ValueError):
