@@ -283,7 +283,8 @@ def test_bad_constructor_arguments(kwargs, exc, message):
 
 @pytest.mark.parametrize(
     "corpus, exc",
-    [([], ValueError), ("a single string", TypeError), (None, TypeError), (["ok", 3], TypeError), (["ok", None], TypeError)],
+    [([], ValueError), ("a single string", TypeError), (None, TypeError), (["ok", 3], TypeError),
+     (["ok", None], TypeError)],
 )
 def test_bad_corpus(corpus, exc):
     """An empty corpus is a ValueError; a str, None or non-str documents are TypeErrors."""

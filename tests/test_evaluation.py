@@ -20,8 +20,15 @@ import scipy.stats
 import crossrank
 from crossrank import cli
 from crossrank.datasets import load_beir
-from crossrank.evaluation import (BM25Stage, DenseStage, FusionStage, RerankStage, RetrieverStage, evaluate,
-                                  randomization_test)
+from crossrank.evaluation import (
+    BM25Stage,
+    DenseStage,
+    FusionStage,
+    RerankStage,
+    RetrieverStage,
+    evaluate,
+    randomization_test,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REFERENCE = {  # ../shared/README.md
@@ -101,8 +108,8 @@ def test_rerank_stage_with_an_oracle_and_a_cross_encoder(ce_dir):
         return [rel.get(t, 0) for t in texts]
 
     ce = crossrank.CrossEncoder(str(ce_dir), max_length=256)
-    result = evaluate([BM25Stage(), RerankStage(oracle, name="oracle"), RerankStage(ce, name="ce", input="bm25", depth=20)],
-                      data, metrics=["ndcg@10", "recall@100"])
+    result = evaluate([BM25Stage(), RerankStage(oracle, name="oracle"),
+                       RerankStage(ce, name="ce", input="bm25", depth=20)], data, metrics=["ndcg@10", "recall@100"])
     bm25, best, ce_stage = result["bm25"], result["oracle"], result["ce"]
     # Same candidates, best possible order: recall unchanged, nDCG@10 at least BM25's.
     assert best.metrics["recall@100"] == bm25.metrics["recall@100"]

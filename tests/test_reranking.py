@@ -14,8 +14,17 @@ import pytest
 import crossrank
 from crossrank.datasets import Dataset
 from crossrank.evaluation import BM25Stage, RerankStage, evaluate
-from crossrank.reranking import (Calibrator, FieldMatch, HybridReranker, MultiStage, Recency, SourceTrust,
-                                 as_reranker, expected_calibration_error, suggest_threshold)
+from crossrank.reranking import (
+    Calibrator,
+    FieldMatch,
+    HybridReranker,
+    MultiStage,
+    Recency,
+    SourceTrust,
+    as_reranker,
+    expected_calibration_error,
+    suggest_threshold,
+)
 
 DOCS = ["the cat sat on the mat", "dogs bark loudly", "a cat and a dog", "birds sing", "cat cat cat"]
 
@@ -236,7 +245,7 @@ def test_fit_learns_the_useful_signal_on_held_out_queries():
     relevant = {d: r for judged in qrels.values() for d, r in judged.items()}
     ids_of = {}
     for qid, docs in candidates.items():
-        for d, text in docs:
+        for d, _ in docs:
             ids_of.setdefault(qid, []).append(d)
 
     def oracle(q, texts):  # relevance plus noise: the informative signal

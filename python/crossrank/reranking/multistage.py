@@ -11,6 +11,7 @@ import numpy as np
 from crossrank.reranking.base import Ranking, Reranker, _check_query_documents, _finite_scores, _label, _optional_count
 from crossrank.reranking.scoring import _ModelReranker, as_reranker
 
+
 class MultiStage(Reranker):
     """A cascade: ``MultiStage([(fast_model, 100), (slow_model, 20)])``.
 
