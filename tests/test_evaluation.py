@@ -174,7 +174,7 @@ def test_beir_loader(tiny, tmp_path):
     (bad / "corpus.jsonl").write_text("")
     with pytest.raises(ValueError, match="no documents"):
         load_beir(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no dataset directory at .*nowhere"):
         load_beir(tmp_path / "nowhere")
     (bad / "queries.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="queries.jsonl"):
@@ -201,7 +201,7 @@ def test_harness_bad_input(tiny):
     with pytest.raises(ValueError, match=r"stage 'rerank', query 'q1' returned scores of shape \(1,\) "
                                          r"for \d+ documents"):
         evaluate([BM25Stage(), RerankStage(lambda q, d: [1.0])], data)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="pipeline stages must be BM25Stage, .* or RerankStage objects, got str"):
         evaluate(["bm25"], data)
     with pytest.raises(TypeError, match="model must be a CrossEncoder, a BiEncoder or a callable, got str"):
         RerankStage("not a model")
@@ -227,9 +227,9 @@ def test_randomization_test_against_scipy():
                                         n_resamples=20000, random_state=1).pvalue
     assert randomization_test(a, b, n_resamples=20000) == pytest.approx(want, abs=0.02)
     assert randomization_test(a, a) == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need two equal-length, non-empty sequences"):
         randomization_test([], [])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="per-query values must be finite"):
         randomization_test([1.0, np.nan], [1.0, 2.0])
 
 
@@ -246,9 +246,12 @@ def test_cli_eval(tiny, tmp_path, capsys):
     assert cli.main(["eval", str(tiny), "--stages", "bm25,ce", "--no-progress"]) == 2
     assert "--ce-model" in capsys.readouterr().err
     assert cli.main(["eval", str(tiny), "--stages", "bm25,hybrid", "--no-progress"]) == 2
+    assert "the hybrid stage fuses bm25 and dense: list both before it" in capsys.readouterr().err
     assert cli.main(["eval", str(tiny / "missing"), "--stages", "bm25"]) == 2
-    with pytest.raises(SystemExit):
+    assert "crossrank eval: error: no dataset directory at" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
         cli.main(["eval", str(tiny), "--depth", "0"])
+    assert exited.value.code == 2 and "argument --depth: must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_cli_eval_with_models(tiny, tmp_path, minilm_dir, ce_dir):

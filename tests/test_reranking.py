@@ -121,7 +121,7 @@ def test_bad_weights_signals_and_callables():
         HybridReranker()
     with pytest.raises(ValueError, match="normalization"):
         HybridReranker(bm25=True, normalization="softmax")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="cross_encoder must be a crossrank.CrossEncoder, got str"):
         HybridReranker(cross_encoder="cross-encoder/ms-marco")
     nan = HybridReranker(signals={"judge": lambda q, d: [math.nan] * len(d)})
     with pytest.raises(ValueError, match="signal 'judge' returned a non-finite score"):
@@ -134,7 +134,7 @@ def test_bad_weights_signals_and_callables():
         HybridReranker(signals={"judge": broken}).rerank("q", DOCS)
     with pytest.raises(ValueError, match="returned"):
         HybridReranker(signals={"judge": lambda q, d: [1.0]}).rerank("q", DOCS)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="documents must be a list of str, got str"):
         HybridReranker(bm25=True).rerank("q", "not a list")
     assert HybridReranker(bm25=True).rerank("q", []) == []
 
@@ -169,9 +169,9 @@ def test_multistage_order_and_timings():
     assert [r["score"] for r in got[3:]] == [2.0, 1.0]
     with pytest.raises(ValueError, match="positive integer"):
         MultiStage([(first, 0)])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"stages must be a non-empty list of \(model, top_n\) pairs"):
         MultiStage([])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"stages\[0\] must be a \(model, top_n\) pair"):
         MultiStage([first])
     with pytest.raises(ValueError, match="non-finite"):
         MultiStage([(lambda q, d: [math.nan] * len(d), 3)]).rerank("q", DOCS)
@@ -227,9 +227,9 @@ def test_selective_options_on_every_reranker(ce_dir):
     # A CrossEncoder wrapped: the same order as CrossEncoder.rank on the re-scored head.
     head = as_reranker(ce, rerank_top_n=4).rerank("cat", DOCS)
     assert [r["corpus_id"] for r in head[:4]] == [r["corpus_id"] for r in ce.rank("cat", DOCS[:4])]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rerank_top_n must be a non-negative integer or None, got -1"):
         as_reranker(count, rerank_top_n=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="score_threshold must be a finite number or None, got nan"):
         as_reranker(count, score_threshold=math.nan)
 
 
@@ -273,7 +273,8 @@ def test_fit_learns_the_useful_signal_on_held_out_queries():
     assert learned > evaluate({q: qrels[q] for q in test}, run_of(default), ["ndcg@10"])["ndcg@10"] + 0.1
     with pytest.raises(ValueError, match="metadata"):
         HybridReranker(metadata_rules=[Recency("date")]).fit(({}, {}, {}))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"data must be a crossrank.datasets.Dataset or a \(queries, candidates, "
+                                        r"qrels\) tuple"):
         hr.fit("cranfield")
 
 
