@@ -33,9 +33,8 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from sentence_transformers import CrossEncoder as STCrossEncoder  # noqa: E402
-
 from scipy.stats import spearmanr  # noqa: E402
+from sentence_transformers import CrossEncoder as STCrossEncoder  # noqa: E402
 
 import crossrank  # noqa: E402
 
@@ -193,7 +192,8 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     info = crossrank.runtime_info()
     print(f"host: {info['arch']}, CPU features {' '.join(info['cpu_features']) or 'none'}; crossrank kernels: "
-          f"f32 {info['f32_kernel']}, int8 {info['int8_kernel']}; CROSSRANK_ISA={info['isa_cap'] or 'unset'}", flush=True)
+          f"f32 {info['f32_kernel']}, int8 {info['int8_kernel']}; CROSSRANK_ISA={info['isa_cap'] or 'unset'}",
+          flush=True)
     model_dir = fixtures.BENCH_FIXTURES[args.fixture]()
     workload = bm25_candidates(args.queries)
     n_pairs = sum(len(docs) for _, docs in workload)
@@ -238,12 +238,15 @@ def main() -> None:
     peak = matmul_gflops()
     exact_peers = [name for name in systems if name != "crossrank" and name not in APPROXIMATE]
     diff = max(np.abs(a - b).max() for name in exact_peers for a, b in zip(outputs["crossrank"], outputs[name]))
-    print(f"\nfixture {args.fixture}: {args.queries} Cranfield queries x BM25 top-100 = {n_pairs} pairs, max_length {args.max_length}, "
-          f"batch_size {args.batch_size}, {THREADS} threads, {args.runs} runs; max |logit diff| vs crossrank = {diff:.2e}")
+    print(f"\nfixture {args.fixture}: {args.queries} Cranfield queries x BM25 top-100 = {n_pairs} pairs, "
+          f"max_length {args.max_length}, batch_size {args.batch_size}, {THREADS} threads, {args.runs} runs; "
+          f"max |logit diff| vs crossrank = {diff:.2e}")
     print(f"mean tokens per pair {np.mean(lengths):.0f}; {flops / 1e9:.0f} GFLOP per run; "
           f"large f32 matmul (torch, {THREADS} threads): {peak:.0f} GFLOP/s")
-    print(f"ISA: {' '.join(info['cpu_features'])} (crossrank f32 kernels {info['f32_kernel']}, int8 kernel {info['int8_kernel']})")
-    print("| system | pairs/s (median) | ms/query p50 | GFLOP/s | ratio vs sentence-transformers | ratio vs crossrank f32 |")
+    print(f"ISA: {' '.join(info['cpu_features'])} "
+          f"(crossrank f32 kernels {info['f32_kernel']}, int8 kernel {info['int8_kernel']})")
+    print("| system | pairs/s (median) | ms/query p50 | GFLOP/s | ratio vs sentence-transformers "
+          "| ratio vs crossrank f32 |")
     print("|---|---|---|---|---|---|")
     ours_rate = n_pairs / statistics.median(totals["crossrank"])
     base = n_pairs / statistics.median(totals["sentence-transformers"])
@@ -256,13 +259,15 @@ def main() -> None:
     ours_total = statistics.median(totals["crossrank"])
     for name in exact_peers:
         print(f"crossrank vs {name}: {statistics.median(totals[name]) / ours_total:.2f}x pairs/s, "
-              f"{statistics.median(latencies[name]) / statistics.median(latencies['crossrank']):.2f}x lower p50 latency")
+              f"{statistics.median(latencies[name]) / statistics.median(latencies['crossrank']):.2f}x "
+              "lower p50 latency")
     if INT8 in systems:
         rho = [spearmanr(a, b).statistic for a, b in zip(outputs["crossrank"], outputs[INT8])]
         drift = max(np.abs(a - b).max() for a, b in zip(outputs["crossrank"], outputs[INT8]))
         print(f"int8 vs float32 crossrank: per-query Spearman min {min(rho):.4f} / median {np.median(rho):.4f}, "
               f"max |logit diff| {drift:.3f} (logit std {np.std(np.concatenate(outputs['crossrank'])):.3f}); "
-              f"int8 vs sentence-transformers fp32: {statistics.median(totals['sentence-transformers']) / statistics.median(totals[INT8]):.2f}x pairs/s")
+              "int8 vs sentence-transformers fp32: "
+              f"{statistics.median(totals['sentence-transformers']) / statistics.median(totals[INT8]):.2f}x pairs/s")
     if ORT_INT8 in systems:
         rho = [spearmanr(a, b).statistic for a, b in zip(outputs["crossrank"], outputs[ORT_INT8])]
         print(f"onnxruntime int8 vs float32: per-query Spearman min {min(rho):.4f} / median {np.median(rho):.4f}")

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("RAYON_NUM_THREADS", "2")
 
+import crossrank  # noqa: E402
+
 import collections_beir as beir  # noqa: E402
 import fixtures  # noqa: E402
-
-import crossrank  # noqa: E402
 
 
 def main() -> None:

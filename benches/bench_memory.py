@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def child(n: int, max_length: int) -> None:
-    import fixtures
-
     import crossrank
+
+    import fixtures
 
     corpus = [json.loads(line) for line in open(fixtures.DATA / "cranfield" / "corpus.jsonl")]
     docs = [d["text"] for d in corpus]
@@ -50,12 +50,15 @@ def main() -> None:
     if args.child:
         child(args.child, args.max_length)
         return
-    print("| candidates | RSS after load (MB) | peak RSS while scoring (MB) | growth (MB) | outputs (MB) | input text (MB) |")
+    print("| candidates | RSS after load (MB) | peak RSS while scoring (MB) | growth (MB) | outputs (MB) "
+          "| input text (MB) |")
     print("|---|---|---|---|---|---|")
     for n in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--max-length", str(args.max_length)], check=True, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--max-length", str(args.max_length)],
+                             check=True, capture_output=True, text=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {n} | {r['baseline_mb']:.0f} | {r['peak_mb']:.0f} | {r['growth_mb']:.1f} | {r['outputs_mb']:.2f} | {r['input_text_mb']:.1f} |", flush=True)
+        print(f"| {n} | {r['baseline_mb']:.0f} | {r['peak_mb']:.0f} | {r['growth_mb']:.1f} | {r['outputs_mb']:.2f} "
+              f"| {r['input_text_mb']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ def vm_rss_mb() -> float:
 
 
 def child(n: int) -> None:
-    import fixtures
-
     import crossrank
+
+    import fixtures
 
     corpus = [json.loads(line) for line in open(fixtures.DATA / "cranfield" / "corpus.jsonl")]
     docs = [d["text"] for d in corpus]

@@ -32,13 +32,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import fixtures  # noqa: E402
-
 import crossrank  # noqa: E402
 from crossrank.datasets import load_beir  # noqa: E402
 from crossrank.evaluation import BM25Stage, RerankStage, evaluate  # noqa: E402
-from crossrank.reranking import (Calibrator, HybridReranker, MultiStage, PairwiseReranker,  # noqa: E402
-                                 expected_calibration_error, suggest_threshold)
+from crossrank.reranking import (  # noqa: E402
+    Calibrator,
+    HybridReranker,
+    MultiStage,
+    PairwiseReranker,
+    expected_calibration_error,
+    suggest_threshold,
+)
+
+import fixtures  # noqa: E402
 
 METRICS = ["ndcg@10", "mrr@10", "map@100"]
 
@@ -88,6 +94,21 @@ class Counted:
         return scores
 
 
+def make_hybrid(corpus_bm25: crossrank.BM25, dense) -> HybridReranker:
+    """BM25 with the corpus' statistics, the first-stage order and the bi-encoder cosine."""
+    return HybridReranker(bm25=corpus_bm25, first_stage=True, signals={"bi_encoder": dense})
+
+
+def candidates_and_labels(split, data, corpus_bm25: crossrank.BM25, dense) -> tuple[np.ndarray, np.ndarray]:
+    """The cosine of each of ``split``'s queries with its BM25 top 100, and whether each is relevant."""
+    scores, labels = [], []
+    for qid, text in split.queries.items():
+        ids, _ = corpus_bm25.search(text, top_k=100)
+        scores.extend(dense(text, [data.text(d) for d in ids]))
+        labels.extend(int(split.qrels[qid].get(d, 0) > 0) for d in ids)
+    return np.asarray(scores), np.asarray(labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collections", nargs="+", default=["cranfield", "cisi", "cacm"])
@@ -105,11 +126,7 @@ def main() -> None:
         train, test = data.subset(qids[:cut]), data.subset(qids[cut:])
         corpus_bm25 = crossrank.BM25(data.doc_texts, ids=data.doc_ids)
         dense = cached_cosine(bi, data.doc_texts)
-
-        def hybrid() -> HybridReranker:
-            return HybridReranker(bm25=corpus_bm25, first_stage=True, signals={"bi_encoder": dense})
-
-        default, learned = hybrid(), hybrid()
+        default, learned = make_hybrid(corpus_bm25, dense), make_hybrid(corpus_bm25, dense)
         start = time.perf_counter()
         report = learned.fit(train, metric="ndcg@10", depth=100)
         fit_s = time.perf_counter() - start
@@ -132,16 +149,8 @@ def main() -> None:
         comparison_rows.append(f"| {name} | {np.mean(allpairs.comparisons):.0f} | {np.mean(by_sort.comparisons):.1f} "
                                f"| {max(by_sort.comparisons)} |")
 
-        def candidates_and_labels(split):
-            scores, labels = [], []
-            for qid, text in split.queries.items():
-                ids, _ = corpus_bm25.search(text, top_k=100)
-                scores.extend(dense(text, [data.text(d) for d in ids]))
-                labels.extend(int(split.qrels[qid].get(d, 0) > 0) for d in ids)
-            return np.asarray(scores), np.asarray(labels)
-
-        train_scores, train_labels = candidates_and_labels(train)
-        test_scores, test_labels = candidates_and_labels(test)
+        train_scores, train_labels = candidates_and_labels(train, data, corpus_bm25, dense)
+        test_scores, test_labels = candidates_and_labels(test, data, corpus_bm25, dense)
         before = expected_calibration_error(np.clip(test_scores, 0, 1), test_labels)
         row = [name, f"{test_labels.mean():.3f}", f"{before:.4f}"]
         platt = Calibrator.fit(train_scores, train_labels, method="platt")
@@ -161,7 +170,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     print("\n".join(weight_rows))
     print("\nCalibration of the bi-encoder cosine on the test queries' BM25 top-100 (ECE, 10 bins):")
-    print("| collection | relevant rate | ECE raw cosine | ECE Platt | temperature on raw cosine | ECE temperature on cosine - t |")
+    print("| collection | relevant rate | ECE raw cosine | ECE Platt | temperature on raw cosine "
+          "| ECE temperature on cosine - t |")
     print("|---|---|---|---|---|---|")
     print("\n".join(calibration_rows))
     print("\nPairwise comparisons per query (top 20):")

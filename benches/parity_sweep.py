@@ -21,10 +21,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import fixtures  # noqa: E402
-from parity_inputs import frequent_words, hf_pair_ids, hf_pair_logits, held_out_mix, make_xlmr_cross_encoder, read_jsonl  # noqa: E402
-
 import crossrank  # noqa: E402
+
+import fixtures  # noqa: E402
+from parity_inputs import frequent_words, held_out_mix, hf_pair_ids, hf_pair_logits, make_xlmr_cross_encoder, read_jsonl  # noqa: E402
 
 TOLERANCE = 1e-4
 

@@ -20,11 +20,11 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import demo_model  # noqa: E402
-import fixtures  # noqa: E402
-
 from crossrank import BiEncoder, CrossEncoder  # noqa: E402
 from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage, evaluate  # noqa: E402
+
+import demo_model  # noqa: E402
+import fixtures  # noqa: E402
 
 R = demo_model.RECIPE
 
@@ -73,7 +73,8 @@ def main() -> None:
         for name in R["collections"]:
             _, test = demo_model.split(name)
             res = evaluate([BM25Stage(), DenseStage(bi), FusionStage(["bm25", "dense"], name="hybrid"),
-                            RerankStage(ce, name="cross-encoder", input="hybrid")], test, metrics=["ndcg@10"], depth=100)
+                            RerankStage(ce, name="cross-encoder", input="hybrid")],
+                           test, metrics=["ndcg@10"], depth=100)
             print(name, {s.name: round(s.metrics["ndcg@10"], 4) for s in res.stages}, flush=True)
 
 

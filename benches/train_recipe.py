@@ -9,15 +9,19 @@ maxlen=128 depth=100 (mining depth) positives=retrieved|judged dropout=None bs=1
 stages=bm25 (first stages to re-rank, comma-separated) mine=bm25|dense. Appends a JSON line
 to /tmp/crossrank-recipes.jsonl and saves the model under /tmp/crossrank-recipes/NAME.
 """
-import sys, time, json
+import json
+import sys
+import time
 from pathlib import Path
-from crossrank import CrossEncoder, BiEncoder
+
+from crossrank import BiEncoder, CrossEncoder
 from crossrank.datasets import load_beir
-from crossrank.training_data import split_queries, mine_examples
-from crossrank.train import CrossEncoderTrainer
 from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage, evaluate
-a = dict(coll='cranfield', loss='bce', lr='5e-5', epochs='1', negs='4', maxlen='128', depth='100', positives='retrieved',
-         dropout='None', bs='16', stages='bm25', mine='bm25')
+from crossrank.train import CrossEncoderTrainer
+from crossrank.training_data import mine_examples, split_queries
+
+a = dict(coll='cranfield', loss='bce', lr='5e-5', epochs='1', negs='4', maxlen='128', depth='100',
+         positives='retrieved', dropout='None', bs='16', stages='bm25', mine='bm25')
 a.update(kv.split('=', 1) for kv in sys.argv[1:])
 d = load_beir(f'data/{a["coll"]}')
 train, test = split_queries(d, n_train=150 if a['coll'] == 'cranfield' else None, seed=0)
@@ -27,11 +31,13 @@ ex = mine_examples(train, hard_negatives=a['mine'], negatives_per_query=int(a['n
 print(ex, flush=True)
 t = time.time()
 tr = CrossEncoderTrainer('.cache/models/all-MiniLM-L6-v2', max_length=int(a['maxlen']), learning_rate=float(a['lr']),
-                         batch_size=int(a['bs']), epochs=int(a['epochs']), seed=0, loss=a['loss'], show_progress_bar=False,
+                         batch_size=int(a['bs']), epochs=int(a['epochs']), seed=0, loss=a['loss'],
+                         show_progress_bar=False,
                          **({} if a['dropout'] == 'None' else {'dropout': float(a['dropout'])}))
 h = tr.fit(ex)
 ttrain = time.time() - t
-for r in h: print(r, flush=True)
+for r in h:
+    print(r, flush=True)
 out = Path(f'/tmp/crossrank-recipes/{a["name"]}')
 tr.save(out, overwrite=True)
 ce = CrossEncoder(out, max_length=int(a['maxlen']))

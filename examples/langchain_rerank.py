@@ -33,12 +33,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300, help="documents indexed (default 300)")
     args = parser.parse_args()
 
-    import fixtures
     from langchain_core.documents import Document
     from langchain_core.vectorstores import InMemoryVectorStore
 
     from crossrank import CrossEncoder
     from crossrank.integrations.langchain import CrossRankEmbeddings, CrossRankReranker
+
+    import fixtures
 
     # The fixture models: the real all-MiniLM-L6-v2 bi-encoder and the seeded cross-encoder
     # (fetched / built into .cache/ on first use).

@@ -34,11 +34,12 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="cross-encoder id or directory (default: the fixture)")
     args = parser.parse_args()
 
-    import fixtures
     from llama_index.core import VectorStoreIndex
     from llama_index.core.schema import TextNode
 
     from crossrank.integrations.llama_index import CrossRankEmbedding, CrossRankRerank
+
+    import fixtures
 
     # The fixture models: the real all-MiniLM-L6-v2 bi-encoder and the seeded cross-encoder
     # (fetched / built into .cache/ on first use).

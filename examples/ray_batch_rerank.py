@@ -68,9 +68,9 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=20)
     args = parser.parse_args()
 
-    import fixtures
-
     import crossrank
+
+    import fixtures
 
     _, ce_path = fixtures.ensure_default_fixtures()
     model = crossrank.CrossEncoder(str(ce_path), max_length=256)

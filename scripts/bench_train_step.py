@@ -84,7 +84,7 @@ def torch_steps(model_dir: str, batch, max_length: int, steps: int) -> dict:
         max_length=max_length,
         return_tensors="pt",
     )
-    labels = torch.tensor([l for _, _, l in batch]).view(-1, 1)
+    labels = torch.tensor([label for _, _, label in batch]).view(-1, 1)
     fb, opt, total = [], [], []
     for step in range(steps + 1):
         t0 = time.perf_counter()
@@ -155,7 +155,8 @@ def main() -> None:
         )
         print(json.dumps({"max_length": max_length, "rust": r, "torch": t}))
     print()
-    print("| max_length | padded | crossrank s/step | PyTorch s/step | PyTorch time / crossrank time | fwd+bwd (crossrank / PyTorch) | optimizer (crossrank / PyTorch) |")
+    print("| max_length | padded | crossrank s/step | PyTorch s/step | PyTorch time / crossrank time "
+          "| fwd+bwd (crossrank / PyTorch) | optimizer (crossrank / PyTorch) |")
     print("|---|---|---|---|---|---|---|")
     for ml, pad, rs, ts, rfb, tfb, ro, to in rows:
         print(f"| {ml} | {pad} | {rs:.2f} | {ts:.2f} | {ts / rs:.2f}x | {rfb:.2f} / {tfb:.2f} | {ro:.3f} / {to:.3f} |")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+import fixtures
+
 DATA = fixtures.DATA
 
 

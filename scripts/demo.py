@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import demo_model  # noqa: E402
-import fixtures  # noqa: E402
-
 import crossrank  # noqa: E402
 from crossrank.datasets import load_beir  # noqa: E402
 from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage, evaluate  # noqa: E402
+
+import demo_model  # noqa: E402
+import fixtures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = fixtures.DATA

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fixtures  # noqa: E402
-
 from crossrank.datasets import Dataset, load_beir  # noqa: E402
 from crossrank.train import CrossEncoderTrainer  # noqa: E402
 from crossrank.training_data import mine_examples, split_queries  # noqa: E402
+
+import fixtures  # noqa: E402
 
 SHARED = fixtures.DATA
 COLLECTIONS = ("cranfield", "cisi", "cacm")
@@ -76,7 +76,8 @@ def training_examples() -> tuple[list[tuple], dict[str, str]]:
                                  seed=RECIPE["seed"])
         counts[name] = repr(examples)
         examples_of += (examples.pairs() if RECIPE["loss"] == "bce" else
-                        examples.groups(RECIPE["negatives_per_group"], RECIPE["max_positives_per_query"], RECIPE["seed"]))
+                        examples.groups(RECIPE["negatives_per_group"], RECIPE["max_positives_per_query"],
+                                        RECIPE["seed"]))
     return examples_of, counts
 
 
@@ -87,8 +88,8 @@ def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = Tru
         return target
     base = fixtures.fetch_minilm()
     groups, counts = training_examples()
-    print(f"training the demo cross-encoder ({len(groups)} groups (a positive and {RECIPE['negatives_per_group']} negatives) from the training queries of "
-          f"{', '.join(RECIPE['collections'])}; cached in {target})")
+    print(f"training the demo cross-encoder ({len(groups)} groups (a positive and {RECIPE['negatives_per_group']} "
+          f"negatives) from the training queries of {', '.join(RECIPE['collections'])}; cached in {target})")
     trainer = CrossEncoderTrainer(base, max_length=RECIPE["max_length"], learning_rate=RECIPE["learning_rate"],
                                   batch_size=RECIPE["batch_size"], epochs=RECIPE["epochs"], loss=RECIPE["loss"],
                                   dropout=RECIPE["dropout"], seed=RECIPE["seed"], show_progress_bar=show_progress_bar)

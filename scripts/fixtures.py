@@ -15,8 +15,8 @@ Needs only numpy and safetensors, so ``make demo`` does not pull in PyTorch.
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -173,8 +173,10 @@ def make_random_cross_encoder(
         p = f"bert.encoder.layer.{i}."
         for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]:
             t[p + name + ".weight"], t[p + name + ".bias"] = normal(hidden, hidden), np.zeros(hidden, np.float32)
-        t[p + "intermediate.dense.weight"], t[p + "intermediate.dense.bias"] = normal(intermediate, hidden), np.zeros(intermediate, np.float32)
-        t[p + "output.dense.weight"], t[p + "output.dense.bias"] = normal(hidden, intermediate), np.zeros(hidden, np.float32)
+        t[p + "intermediate.dense.weight"] = normal(intermediate, hidden)
+        t[p + "intermediate.dense.bias"] = np.zeros(intermediate, np.float32)
+        t[p + "output.dense.weight"] = normal(hidden, intermediate)
+        t[p + "output.dense.bias"] = np.zeros(hidden, np.float32)
         for norm in ["attention.output.LayerNorm", "output.LayerNorm"]:
             t[p + norm + ".weight"], t[p + norm + ".bias"] = np.ones(hidden, np.float32), np.zeros(hidden, np.float32)
     target.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,8 @@ def test_single_pair_gives_float(ce):
         ([("q", None)], TypeError, r"sentences\[0\]\[1\] is None"),
         ([("a", "b", "c")], ValueError, r"sentences\[0\] has 3 elements"),
         ([("a",)], ValueError, r"sentences\[0\] has 1 elements"),
-        ([{"q": "d"}], TypeError, r"sentences\[0\] must be a \(query, document\) pair \(tuple, list or array of 2 str\), got dict"),
+        ([{"q": "d"}], TypeError,
+         r"sentences\[0\] must be a \(query, document\) pair \(tuple, list or array of 2 str\), got dict"),
         (["q", "d", "e"], ValueError, "a single pair must have 2 elements"),
     ],
 )
@@ -160,7 +161,8 @@ def test_unsupported_architecture_is_named(ce_copy, minilm_dir):
     config = json.loads((ce_copy / "config.json").read_text())
     config["architectures"] = ["GPT2LMHeadModel"]
     (ce_copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"unsupported architecture \"GPT2LMHeadModel\"; supported: BertForSequenceClassification, XLMRobertaForSequenceClassification"):
+    with pytest.raises(ValueError, match=r"unsupported architecture \"GPT2LMHeadModel\"; supported: "
+                                         r"BertForSequenceClassification, XLMRobertaForSequenceClassification"):
         crossrank.CrossEncoder(str(ce_copy))
     with pytest.raises(ValueError, match="unsupported architecture \"BertModel\""):
         crossrank.CrossEncoder(str(minilm_dir))

@@ -8,13 +8,13 @@ import math
 import pickle
 import re
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import DATA
 from crossrank import BM25
+
+from conftest import DATA
 
 CRANFIELD = DATA / "cranfield"
 
@@ -229,13 +229,13 @@ def test_load_rejects_garbage_and_missing_files(tmp_path):
     for cut in (8, 20, len(data) // 2, len(data) - 1):
         truncated = tmp_path / f"truncated{cut}"
         truncated.write_bytes(data[:cut])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"truncated{cut}: corrupt BM25 index"):
             BM25.load(truncated)
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"empty: not a crossrank BM25 index \(bad header\)"):
         BM25.load(empty)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no BM25 index at .*missing.bm25"):
         BM25.load(tmp_path / "missing.bm25")
 
 
@@ -283,12 +283,16 @@ def test_bad_constructor_arguments(kwargs, exc, message):
 
 
 @pytest.mark.parametrize(
-    "corpus, exc",
-    [([], ValueError), ("a single string", TypeError), (None, TypeError), (["ok", 3], TypeError), (["ok", None], TypeError)],
+    "corpus, exc, message",
+    [([], ValueError, "the corpus is empty: BM25 needs at least one document"),
+     ("a single string", TypeError, "corpus must be a list, got a single str"),
+     (None, TypeError, "corpus is None; expected a list"),
+     (["ok", 3], TypeError, r"corpus\[1\] must be str, got int"),
+     (["ok", None], TypeError, r"corpus\[1\] is None; expected str")],
 )
-def test_bad_corpus(corpus, exc):
+def test_bad_corpus(corpus, exc, message):
     """An empty corpus is a ValueError; a str, None or non-str documents are TypeErrors."""
-    with pytest.raises(exc):
+    with pytest.raises(exc, match=message):
         BM25(corpus)
 
 
@@ -300,18 +304,19 @@ def test_bad_search_arguments():
             bm25.search("plate", top_k=top_k)
         with pytest.raises(ValueError, match="top_k"):
             bm25.search_batch(["plate"], top_k=top_k)
-    for query in (None, 3, b"plate", ["plate"]):
-        with pytest.raises(TypeError):
+    for query, message in ((None, "query is None; expected str"), (3, "query must be str, got int"),
+                           (b"plate", "query must be str, got bytes"), (["plate"], "query must be str, got list")):
+        with pytest.raises(TypeError, match=message):
             bm25.search(query)
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match=message):
             bm25.score(query, ["plate"])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="queries must be a list, got a single str"):
         bm25.search_batch("plate")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"queries\[1\] is None; expected str"):
         bm25.search_batch(["plate", None])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="documents must be a list, got a single str"):
         bm25.score("plate", "plate")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="query is None; expected str"):
         bm25.tokenize(None)
 
 

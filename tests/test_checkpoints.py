@@ -79,7 +79,8 @@ def test_xlm_roberta_parity(xlmr_dir):
     path, model, tokenizer = xlmr_dir
     ce = crossrank.CrossEncoder(str(path))
     assert ce.max_length == 64  # tokenizer_config model_max_length, within 66 - 2 positions
-    ids = tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], truncation="longest_first", max_length=64)["input_ids"]
+    ids = tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], truncation="longest_first",
+                    max_length=64)["input_ids"]
     assert ce.tokenize(PAIRS) == ids
     assert any(len(i) == 64 for i in ids)
     ours = ce.predict(PAIRS, activation_fn="identity")
@@ -138,7 +139,8 @@ def test_bert_vocab_txt_tokenizer(tmp_path, cranfield):
         (tmp_path / extra).unlink(missing_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))  # builds from vocab.txt
     ce = crossrank.CrossEncoder(str(tmp_path), max_length=48)
-    ids = tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], truncation="longest_first", max_length=48)["input_ids"]
+    ids = tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], truncation="longest_first",
+                    max_length=48)["input_ids"]
     assert ce.tokenize(PAIRS) == ids
     enc = tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], truncation="longest_first",
                     max_length=48, padding=True, return_tensors="pt")

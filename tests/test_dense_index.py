@@ -196,20 +196,20 @@ def test_add_rejects_mismatches():
     plain = DenseIndex(rng.standard_normal((3, 4)))
     row = rng.standard_normal((1, 4))
     cases = [
-        (plain, dict(embeddings=row, ids=["x"])),
-        (named, dict(embeddings=row)),
-        (named, dict(embeddings=np.vstack([row, row]), ids=["x"])),
-        (named, dict(embeddings=row, ids=["a"])),
-        (named, dict(embeddings=np.vstack([row, row]), ids=["x", "x"])),
-        (named, dict(embeddings=rng.standard_normal((1, 5)), ids=["x"])),
-        (plain, dict(embeddings=rng.standard_normal((1, 5)))),
-        (plain, dict(embeddings=np.array([[1.0, np.nan, 0, 0]]))),
-        (named, dict(embeddings=np.array([[1.0, np.inf, 0, 0]]), ids=["x"])),
-        (plain, dict(embeddings=np.ones((1, 4, 1)))),
+        (plain, dict(embeddings=row, ids=["x"]), "this index was built without ids: add rows without ids"),
+        (named, dict(embeddings=row), "this index has ids: give one id per added row"),
+        (named, dict(embeddings=np.vstack([row, row]), ids=["x"]), "got 1 ids for 2 documents"),
+        (named, dict(embeddings=row, ids=["a"]), 'duplicate document id "a"'),
+        (named, dict(embeddings=np.vstack([row, row]), ids=["x", "x"]), 'duplicate document id "x"'),
+        (named, dict(embeddings=rng.standard_normal((1, 5)), ids=["x"]), "dimension 5, the index has 4"),
+        (plain, dict(embeddings=rng.standard_normal((1, 5))), "dimension 5, the index has 4"),
+        (plain, dict(embeddings=np.array([[1.0, np.nan, 0, 0]])), r"row 0 holds a non-finite value \(NaN\)"),
+        (named, dict(embeddings=np.array([[1.0, np.inf, 0, 0]]), ids=["x"]), r"row 0 holds a non-finite value \(inf\)"),
+        (plain, dict(embeddings=np.ones((1, 4, 1))), r"must be 1-D \(one vector\) or 2-D \(n, dim\), got 3-D"),
     ]
-    for index, kwargs in cases:
+    for index, kwargs, message in cases:
         before = (len(index), index.ids, index.embeddings.copy())
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             index.add(**kwargs)
         assert (len(index), index.ids) == before[:2]
         np.testing.assert_array_equal(index.embeddings, before[2])
@@ -247,44 +247,40 @@ def test_load_rejects_garbage_and_missing_files(tmp_path):
     for cut in (0, 8, 12, len(data) - 1):
         truncated = tmp_path / f"truncated{cut}"
         truncated.write_bytes(data[:cut])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"truncated{cut}: (not a crossrank dense index|corrupt dense index)"):
             DenseIndex.load(truncated)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no dense index at .*missing.dense"):
         DenseIndex.load(tmp_path / "missing.dense")
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 @pytest.mark.parametrize(
-    "embeddings, kwargs",
+    "embeddings, kwargs, message",
     [
-        (np.array([[1.0, np.nan], [0, 1]], dtype=np.float32), {}),
-        (np.array([[1.0, 0], [np.inf, 1]], dtype=np.float32), {}),
-        (np.array([[1e300, 0.0]]), {}),  # finite float64, inf as float32
-        (np.ones((2, 3, 4), dtype=np.float32), {}),
-        (np.ones((2, 0), dtype=np.float32), {}),
-        (np.ones((2, 3), dtype=np.float32), dict(metric="euclidean")),
-        (np.ones((2, 3), dtype=np.float32), dict(ids=["a"])),
-        (np.ones((2, 3), dtype=np.float32), dict(ids=["a", "a"])),
-        (np.ones((2, 3), dtype=np.float32), dict(ids=["a", "b", "c"])),
+        (np.array([[1.0, np.nan], [0, 1]], dtype=np.float32), {}, r"row 0 holds a non-finite value \(NaN\)"),
+        (np.array([[1.0, 0], [np.inf, 1]], dtype=np.float32), {}, r"row 1 holds a non-finite value \(inf\)"),
+        (np.array([[1e300, 0.0]]), {}, r"row 0 holds a non-finite value \(inf\)"),  # finite float64, inf as float32
+        (np.ones((2, 3, 4), dtype=np.float32), {}, r"must be 1-D \(one vector\) or 2-D \(n, dim\), got 3-D"),
+        (np.ones((2, 0), dtype=np.float32), {}, "embeddings must have at least one dimension"),
+        (np.ones((2, 3), dtype=np.float32), dict(metric="euclidean"),
+         'unknown metric "euclidean"; expected "cosine" or "dot"'),
+        (np.ones((2, 3), dtype=np.float32), dict(ids=["a"]), "got 1 ids for 2 documents"),
+        (np.ones((2, 3), dtype=np.float32), dict(ids=["a", "a"]), 'duplicate document id "a"'),
+        (np.ones((2, 3), dtype=np.float32), dict(ids=["a", "b", "c"]), "got 3 ids for 2 documents"),
     ],
     ids=["nan", "inf", "overflow", "3-D", "dim-0", "metric", "too-few-ids", "dup-ids", "too-many-ids"],
 )
-def test_bad_embeddings(embeddings, kwargs):
+def test_bad_embeddings(embeddings, kwargs, message):
     """Non-finite values, 3-D arrays, zero dimensions, unknown metrics and wrong ids are
     ValueErrors."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         DenseIndex(embeddings, **kwargs)
 
 
 def test_empty_id_list_for_rows_is_refused():
-    """ids=[] for a non-empty matrix is a wrong id count, as it is for BM25.
-
-    LIBRARY BUG (src/python/dense_index.rs, optional_ids / new): an empty ids list is taken
-    as "no ids", so DenseIndex(np.ones((3, 2), np.float32), ids=[]) is accepted (an index
-    without ids), while BM25(["a", "b", "c"], ids=[]) raises
-    ValueError("got 0 ids for 3 documents").
-    """
-    with pytest.raises(ValueError):
+    """ids=[] for a non-empty matrix is a wrong id count, as it is for BM25 (it was once
+    taken as "no ids", an index without ids)."""
+    with pytest.raises(ValueError, match="got 0 ids for 3 documents"):
         DenseIndex(np.ones((3, 2), dtype=np.float32), ids=[])
 
 
@@ -292,20 +288,20 @@ def test_bad_queries():
     """NaN/inf queries, another dimension, 3-D queries and top_k <= 0 are ValueErrors;
     searching an empty index too."""
     index = DenseIndex(np.eye(4, dtype=np.float32))
-    for query in (
-        np.array([1.0, np.nan, 0, 0]),
-        np.array([[1.0, 0, 0, 0], [0, np.inf, 0, 0]]),
-        np.array([-np.inf, 0, 0, 0], dtype=np.float32),
-        np.ones(3),
-        np.ones((2, 5)),
-        np.ones((1, 2, 4)),
+    for query, message in (
+        (np.array([1.0, np.nan, 0, 0]), r"query row 0 holds a non-finite value \(NaN\)"),
+        (np.array([[1.0, 0, 0, 0], [0, np.inf, 0, 0]]), r"query row 1 holds a non-finite value \(inf\)"),
+        (np.array([-np.inf, 0, 0, 0], dtype=np.float32), r"query row 0 holds a non-finite value \(-inf\)"),
+        (np.ones(3), "query_embeddings have dimension 3, the index has 4"),
+        (np.ones((2, 5)), "query_embeddings have dimension 5, the index has 4"),
+        (np.ones((1, 2, 4)), r"query_embeddings must be 1-D \(one vector\) or 2-D \(n, dim\), got 3-D"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             index.search(query)
     for top_k in (0, -1):
         with pytest.raises(ValueError, match="top_k"):
             index.search(np.ones(4), top_k=top_k)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"query_embeddings must be a float32 array-like of shape \(n, dim\), got list"):
         index.search(["a", "b", "c", "d"])
     empty = DenseIndex(np.zeros((0, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="empty"):

@@ -131,28 +131,34 @@ def test_numpy_int_ids_from_search_work():
 
 
 @pytest.mark.parametrize(
-    "weights",
-    [[-1.0, 1.0, 1.0], [math.nan, 1.0, 1.0], [math.inf, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0], [1.0, 1.0, 1.0, 1.0]],
+    "weights, message",
+    [([-1.0, 1.0, 1.0], "weights must be finite and >= 0, got -1"),
+     ([math.nan, 1.0, 1.0], "weights must be finite and >= 0, got NaN"),
+     ([math.inf, 1.0, 1.0], "weights must be finite and >= 0, got inf"),
+     ([0.0, 0.0, 0.0], "weights are all zero"),
+     ([1.0, 1.0], "got 2 weights for 3 runs"),
+     ([1.0, 1.0, 1.0, 1.0], "got 4 weights for 3 runs")],
     ids=["negative", "nan", "inf", "all-zero", "too-few", "too-many"],
 )
-def test_bad_weights(weights):
+def test_bad_weights(weights, message):
     """Negative, non-finite, all-zero weights or a wrong count are ValueErrors everywhere."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         reciprocal_rank_fusion(RUNS, weights=weights)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         weighted_sum_fusion(RUNS, weights=weights)
     for method in ("rrf", "weighted"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             fuse(RUNS, method, weights=weights)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_scores(bad):
     """A NaN or infinite score, in a dict or a pair, is a ValueError for both methods."""
+    message = rf"document .*b.* has score {'NaN' if math.isnan(bad) else bad}; scores must be finite"
     for run in ({"a": 1.0, "b": bad}, (["a", "b"], [1.0, bad])):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             weighted_sum_fusion([{"x": 1.0}, run])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             reciprocal_rank_fusion([{"x": 1.0}, run])
 
 
@@ -162,20 +168,21 @@ def test_bad_runs_and_parameters():
     for fn in (reciprocal_rank_fusion, weighted_sum_fusion):
         with pytest.raises(ValueError, match="empty"):
             fn([])
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="runs must be a list of runs"):
             fn({"a": 1.0})
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="runs must be a list of runs"):
             fn("ab")
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match=r"runs\[0\] must be a \{id: score\} dict or an \(ids, scores\) pair, "
+                                            r"got int"):
             fn([42])
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="document ids must be str or int, got float"):
             fn([{1.5: 1.0}])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"runs\[0\]: 2 ids but 1 scores"):
             fn([(["a", "b"], [1.0])])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="runs is empty"):
         fuse([], "rrf")
-    for k in (-1.0, math.nan, math.inf):
-        with pytest.raises(ValueError):
+    for k, shown in ((-1.0, "-1"), (math.nan, "NaN"), (math.inf, "inf")):
+        with pytest.raises(ValueError, match=f"k must be a finite number >= 0, got {shown}"):
             reciprocal_rank_fusion(RUNS, k=k)
     with pytest.raises(ValueError, match="method"):
         fuse(RUNS, "borda")
@@ -233,18 +240,18 @@ def test_hybrid_equals_fusion_of_its_retrievers(with_ids, options):
 def test_hybrid_bad_arguments():
     """One retriever, depth <= 0, top_k <= 0, a str batch or bad weights are refused."""
     bm25 = BM25(CORPUS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="HybridRetriever needs at least two retrievers"):
         HybridRetriever(bm25)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="depth must be a positive integer, got 0"):
         HybridRetriever(bm25, bm25, depth=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must be finite and >= 0, got -1"):
         HybridRetriever(bm25, bm25, weights=[1.0, -1.0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="method must be 'rrf' or 'weighted', got 'borda'"):
         HybridRetriever(bm25, bm25, method="borda")
     hybrid = HybridRetriever(bm25, bm25)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="top_k must be a positive integer, got 0"):
         hybrid.search("boundary", top_k=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="queries must be a list of str, not a single str"):
         hybrid.search_batch("boundary")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="query must be a str, got NoneType"):
         hybrid.search(None)

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# LangChain's own ContextualCompressionRetriever (langchain-classic, the `langchain.retrievers` of LangChain 1.x).
+from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.cross_encoders import BaseCrossEncoder
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore
-# LangChain's own ContextualCompressionRetriever (langchain-classic, the `langchain.retrievers` of LangChain 1.x).
-from langchain_classic.retrievers import ContextualCompressionRetriever
 
 import crossrank
 from crossrank.integrations.langchain import CrossRankCrossEncoder, CrossRankEmbeddings, CrossRankReranker

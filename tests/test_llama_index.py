@@ -233,7 +233,7 @@ def test_bad_arguments(ce, ce_multilabel_dir, tmp_path):
             CrossRankRerank(model=model)
     with pytest.raises(ValueError, match="3 labels"):
         CrossRankRerank(model=str(ce_multilabel_dir))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no-such-model\" does not exist \(and it is not a valid hub id\)"):
         CrossRankRerank(model=str(tmp_path / "no-such-model"))
 
 
@@ -342,7 +342,7 @@ def test_events_on_async_empty_and_missing_query(collector, retrieved, queries, 
     assert len(collector.of(ReRankStartEvent)) == 2 and collector.of(ReRankEndEvent)[-1].nodes == []
 
     # No query: the start fires (query None), then ValueError; no end, no callback event.
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Missing query bundle"):
         rr.postprocess_nodes(retrieved)
     starts, ends = collector.of(ReRankStartEvent), collector.of(ReRankEndEvent)
     assert len(starts) == 3 and starts[-1].query is None and len(ends) == 2

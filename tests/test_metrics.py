@@ -93,11 +93,11 @@ def test_bad_input(tmp_path):
         evaluate(qrels, {"q": {"d": math.nan}}, ["ndcg@10"])
     with pytest.raises(ValueError, match="no queries"):
         evaluate({}, {}, ["ndcg@10"])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"run must map query ids \(str\) to \{document id \(str\): value\} dicts"):
         evaluate(qrels, {"q": {"d": "high"}}, ["ndcg@10"])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="run must be a dict or the path of a TREC run file, got list"):
         evaluate(qrels, [("q", "d", 1.0)], ["ndcg@10"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.run: no such file"):
         evaluate(qrels, tmp_path / "missing.run", ["ndcg@10"])
     bad = tmp_path / "bad.run"
     bad.write_text("q Q0 d 1 0.5 tag\nq Q0 e 2 high tag\n")

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-
 PAIRS = [("what is the boundary layer", "the boundary layer on a flat plate"),
          ("heat transfer", "heat conduction in composite slabs"),
          ("shock waves", "")]

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import crossrank
+
 from parity_inputs import SCRIPTS, frequent_words, hf_pair_ids, hf_pair_logits, make_xlmr_cross_encoder, random_text
 
 torch.set_num_threads(2)
@@ -44,8 +45,11 @@ def texts(draw, max_length: int) -> str:
     return random_text(random.Random(seed), length, scripts)
 
 
+MAX_LENGTHS = st.integers(8, 512)
+
+
 @st.composite
-def pair_batches(draw, max_lengths=st.integers(8, 512)):
+def pair_batches(draw, max_lengths=MAX_LENGTHS):
     max_length = draw(max_lengths)
     pairs = draw(st.lists(st.tuples(texts(max_length), texts(max_length)), min_size=1, max_size=4))
     return max_length, pairs

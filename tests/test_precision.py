@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-import collections_beir as beir
 import crossrank
+
+import collections_beir as beir
 
 
 @pytest.fixture(scope="module")

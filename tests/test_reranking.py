@@ -12,10 +12,37 @@ import numpy as np
 import pytest
 
 import crossrank
-from crossrank.reranking import (Calibrator, FieldMatch, HybridReranker, MultiStage, Recency, SourceTrust,
-                                 as_reranker, expected_calibration_error, suggest_threshold)
+from crossrank.datasets import Dataset
+from crossrank.evaluation import BM25Stage, RerankStage, evaluate
+from crossrank.reranking import (
+    Calibrator,
+    FieldMatch,
+    HybridReranker,
+    MultiStage,
+    Recency,
+    SourceTrust,
+    as_reranker,
+    expected_calibration_error,
+    suggest_threshold,
+)
 
 DOCS = ["the cat sat on the mat", "dogs bark loudly", "a cat and a dog", "birds sing", "cat cat cat"]
+
+
+class RecordingBiEncoder(crossrank.BiEncoder):
+    """A BiEncoder that records the ``batch_size`` of every ``encode`` call."""
+
+    def encode(self, sentences, batch_size=32, **kwargs):
+        self.batch_sizes = [*getattr(self, "batch_sizes", []), batch_size]
+        return super().encode(sentences, batch_size=batch_size, **kwargs)
+
+
+class RecordingCrossEncoder(crossrank.CrossEncoder):
+    """A CrossEncoder that records the ``batch_size`` of every ``predict`` call."""
+
+    def predict(self, sentences, batch_size=32, **kwargs):
+        self.batch_sizes = [*getattr(self, "batch_sizes", []), batch_size]
+        return super().predict(sentences, batch_size=batch_size, **kwargs)
 
 
 def minmax(x):
@@ -94,7 +121,7 @@ def test_bad_weights_signals_and_callables():
         HybridReranker()
     with pytest.raises(ValueError, match="normalization"):
         HybridReranker(bm25=True, normalization="softmax")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="cross_encoder must be a crossrank.CrossEncoder, got str"):
         HybridReranker(cross_encoder="cross-encoder/ms-marco")
     nan = HybridReranker(signals={"judge": lambda q, d: [math.nan] * len(d)})
     with pytest.raises(ValueError, match="signal 'judge' returned a non-finite score"):
@@ -107,7 +134,7 @@ def test_bad_weights_signals_and_callables():
         HybridReranker(signals={"judge": broken}).rerank("q", DOCS)
     with pytest.raises(ValueError, match="returned"):
         HybridReranker(signals={"judge": lambda q, d: [1.0]}).rerank("q", DOCS)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="documents must be a list of str, got str"):
         HybridReranker(bm25=True).rerank("q", "not a list")
     assert HybridReranker(bm25=True).rerank("q", []) == []
 
@@ -126,16 +153,62 @@ def test_multistage_order_and_timings():
     # N larger than the candidates: every candidate is scored.
     assert [r["stage"] for r in MultiStage([(second, 50)]).rerank("cat", DOCS)] == [0] * 5
     # Any reranker may be a stage, including a HybridReranker and another MultiStage.
+    # Stage 0 (the inner cascade) orders all five shortest first; stage 1 re-orders that
+    # order's first three by BM25 against their own statistics (min-max keeps the order),
+    # ties in stage 0's order; the other two keep stage 0's order and its n - position score.
     nested = MultiStage([(MultiStage([(first, 5)]), 5), (HybridReranker(bm25=True), 3)])
-    assert sorted(r["corpus_id"] for r in nested.rerank("cat", DOCS)) == list(range(5))
+    got = nested.rerank("cat", DOCS)
+    shortest = sorted(range(5), key=lambda i: (len(DOCS[i]), i))
+    head = shortest[:3]
+    bm25 = crossrank.BM25([DOCS[i] for i in head]).score("cat", [DOCS[i] for i in head])
+    want = [head[j] for j in sorted(range(3), key=lambda j: (-bm25[j], j))] + shortest[3:]
+    assert want == [4, 2, 3, 1, 0]  # differs from the input and from stage 0's order
+    assert [r["corpus_id"] for r in got] == want
+    assert [r["stage"] for r in got] == [1, 1, 1, 0, 0]
+    assert [r["score"] for r in got[:3]] == pytest.approx(sorted(minmax(bm25), reverse=True), abs=1e-12)
+    assert [r["score"] for r in got[3:]] == [2.0, 1.0]
     with pytest.raises(ValueError, match="positive integer"):
         MultiStage([(first, 0)])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"stages must be a non-empty list of \(model, top_n\) pairs"):
         MultiStage([])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"stages\[0\] must be a \(model, top_n\) pair"):
         MultiStage([first])
     with pytest.raises(ValueError, match="non-finite"):
         MultiStage([(lambda q, d: [math.nan] * len(d), 3)]).rerank("q", DOCS)
+
+
+def test_every_caller_passes_batch_size_and_gets_the_same_scores(minilm_dir, ce_dir):
+    """HybridReranker's model signals, MultiStage's stages and evaluation.RerankStage score
+    through one dispatcher: each hands its batch_size to encode / predict (HybridReranker's
+    bi-encoder signal used to drop it) and all get cosine / predict scores."""
+    be, ce = RecordingBiEncoder(str(minilm_dir)), RecordingCrossEncoder(str(ce_dir))
+    plain_be = crossrank.BiEncoder(str(minilm_dir))
+    d, q = plain_be.encode(DOCS).astype(np.float64), plain_be.encode(["cat"])[0].astype(np.float64)
+    cosine = d @ q / (np.linalg.norm(d, axis=1) * np.linalg.norm(q))
+    predicted = crossrank.CrossEncoder(str(ce_dir)).predict([("cat", t) for t in DOCS])
+
+    raw = HybridReranker(bi_encoder=be, cross_encoder=ce, batch_size=3).raw_signals("cat", DOCS)
+    assert be.batch_sizes == [3, 3] and ce.batch_sizes == [3]  # the query's encode, the documents'
+    np.testing.assert_allclose(raw["bi_encoder"], cosine, atol=1e-6)
+    np.testing.assert_allclose(raw["cross_encoder"], predicted, rtol=1e-6)
+
+    be.batch_sizes, ce.batch_sizes = [], []
+    got = MultiStage([(be, 5), (ce, 3)], batch_size=2).rerank("cat", DOCS)
+    assert be.batch_sizes == [2, 2] and ce.batch_sizes == [2]
+    for r in got:
+        assert r["score"] == pytest.approx((cosine if r["stage"] == 0 else predicted)[r["corpus_id"]], abs=1e-6)
+
+    be.batch_sizes, ce.batch_sizes = [], []
+    ids = [f"d{i}" for i in range(len(DOCS))]
+    data = Dataset("docs", ids, DOCS, {"q": "cat"}, {"q": {"d4": 1}})
+    result = evaluate([BM25Stage(), RerankStage(be, name="dense", batch_size=4),
+                       RerankStage(ce, name="ce", input="bm25", batch_size=5)], data, metrics=["ndcg@10"])
+    assert be.batch_sizes == [4, 4] and ce.batch_sizes == [5]
+    for stage, want in (("dense", cosine), ("ce", predicted)):
+        run = result[stage].run["q"]
+        assert run and set(run) == set(result["bm25"].run["q"])
+        for doc, score in run.items():
+            assert score == pytest.approx(want[ids.index(doc)], abs=1e-6), (stage, doc)
 
 
 def test_selective_options_on_every_reranker(ce_dir):
@@ -154,9 +227,9 @@ def test_selective_options_on_every_reranker(ce_dir):
     # A CrossEncoder wrapped: the same order as CrossEncoder.rank on the re-scored head.
     head = as_reranker(ce, rerank_top_n=4).rerank("cat", DOCS)
     assert [r["corpus_id"] for r in head[:4]] == [r["corpus_id"] for r in ce.rank("cat", DOCS[:4])]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rerank_top_n must be a non-negative integer or None, got -1"):
         as_reranker(count, rerank_top_n=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="score_threshold must be a finite number or None, got nan"):
         as_reranker(count, score_threshold=math.nan)
 
 
@@ -172,7 +245,7 @@ def test_fit_learns_the_useful_signal_on_held_out_queries():
     relevant = {d: r for judged in qrels.values() for d, r in judged.items()}
     ids_of = {}
     for qid, docs in candidates.items():
-        for d, text in docs:
+        for d, _ in docs:
             ids_of.setdefault(qid, []).append(d)
 
     def oracle(q, texts):  # relevance plus noise: the informative signal
@@ -200,7 +273,8 @@ def test_fit_learns_the_useful_signal_on_held_out_queries():
     assert learned > evaluate({q: qrels[q] for q in test}, run_of(default), ["ndcg@10"])["ndcg@10"] + 0.1
     with pytest.raises(ValueError, match="metadata"):
         HybridReranker(metadata_rules=[Recency("date")]).fit(({}, {}, {}))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"data must be a crossrank.datasets.Dataset or a \(queries, candidates, "
+                                        r"qrels\) tuple"):
         hr.fit("cranfield")
 
 

@@ -19,7 +19,8 @@ STUB = Path(core.__file__).with_name("_core.pyi")
 def _stub_tree() -> dict[str, ast.AST]:
     """Top-level names of the stub: classes and functions (the last of overloads)."""
     tree = ast.parse(STUB.read_text(encoding="utf-8"))
-    return {node.name: node for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    kinds = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return {node.name: node for node in tree.body if isinstance(node, kinds)}
 
 
 def _is_overload(fn: ast.FunctionDef) -> bool:

@@ -118,7 +118,7 @@ def test_bad_input_is_refused_and_nothing_is_half_written(tiny_dir, tmp_path):
         CrossEncoderTrainer(tiny_dir, loss="hinge")
     with pytest.raises(ValueError, match="batch_size"):
         CrossEncoderTrainer(tiny_dir, batch_size=0)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"missing\" does not exist"):
         CrossEncoderTrainer(tmp_path / "missing", show_progress_bar=False).fit(toy_examples())
     tr.fit(toy_examples()[:4])
     existing = tmp_path / "exists"

@@ -130,5 +130,5 @@ def test_check_pairs_refuses_bad_examples():
         check_pairs([("q", "d", 0.0)])
     with pytest.raises(ValueError, match="no training examples"):
         check_pairs([])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"example 0 must be a \(query, document, label\) triple, got \('q', 'd'\)"):
         check_pairs([("q", "d")])

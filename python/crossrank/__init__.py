@@ -12,6 +12,7 @@ from crossrank.retrieval import DenseRetriever, HybridRetriever
 
 __all__ = [
     "BM25", "BiEncoder", "Calibrator", "CrossEncoder", "DenseIndex", "DenseRetriever", "HybridReranker",
-    "HybridRetriever", "MultiStage", "PairwiseReranker", "datasets", "evaluation", "fusion", "metrics", "reranking", "retrieval",
+    "HybridRetriever", "MultiStage", "PairwiseReranker", "datasets", "evaluation", "fusion", "metrics", "reranking",
+    "retrieval",
     "__version__", "runtime_info",
 ]

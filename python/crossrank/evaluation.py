@@ -27,13 +27,14 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from crossrank._core import BM25, BiEncoder, CrossEncoder
+from crossrank._core import BM25, BiEncoder
 from crossrank.datasets import Dataset
 from crossrank.metrics import evaluate as evaluate_run
+from crossrank.reranking.scoring import is_scorer, score_documents
 from crossrank.retrieval import DenseRetriever, fuse
 
 __all__ = [
@@ -151,25 +152,21 @@ class RerankStage:
 
     ``model`` is a :class:`crossrank.CrossEncoder` (``predict`` on (query, document) pairs), a
     :class:`crossrank.BiEncoder` (cosine of query and document embeddings), or a callable
-    ``f(query, documents) -> scores``. Candidates below ``depth`` are dropped.
+    ``f(query, documents) -> scores`` such as a :class:`crossrank.reranking.Reranker`; it is
+    scored by :func:`crossrank.reranking.scoring.score_documents`. Candidates below ``depth``
+    are dropped.
     """
 
     def __init__(self, model: Any, name: str = "rerank", input: str | None = None, depth: int | None = None,
                  batch_size: int = 32) -> None:
-        if not (isinstance(model, (CrossEncoder, BiEncoder)) or callable(model)):
+        if not is_scorer(model):
             raise TypeError(f"model must be a CrossEncoder, a BiEncoder or a callable, got {type(model).__name__}")
         self.model, self.name, self.input, self.depth, self.batch_size = model, name, input, depth, batch_size
 
-    def _score(self, query: str, texts: list[str]) -> np.ndarray:
-        if isinstance(self.model, CrossEncoder):
-            return self.model.predict([(query, t) for t in texts], batch_size=self.batch_size)
-        if isinstance(self.model, BiEncoder):
-            q = self.model.encode([query])
-            return self.model.similarity(q, self.model.encode(texts, batch_size=self.batch_size))[0]
-        scores = np.asarray(self.model(query, texts), dtype=np.float64)
-        if scores.shape != (len(texts),):
-            raise ValueError(f"stage {self.name!r}: the scorer returned shape {scores.shape} for {len(texts)} documents")
-        return scores
+    def _score(self, qid: str, query: str, texts: list[str]) -> np.ndarray:
+        """Checked scores (see :func:`crossrank.reranking.scoring.score_documents`); errors
+        name the stage and the query."""
+        return score_documents(self.model, query, texts, self.batch_size, f"stage {self.name!r}, query {qid!r}")
 
     def run(self, ctx: _Context, previous: str) -> tuple[Run, float, int]:
         source = self.input or previous
@@ -186,10 +183,8 @@ class RerankStage:
                 continue
             texts = [ctx.data.text(d) for d in ids]
             start = time.perf_counter()
-            scores = self._score(ctx.data.queries[qid], texts)
+            scores = self._score(qid, ctx.data.queries[qid], texts)
             elapsed += time.perf_counter() - start
-            if not np.all(np.isfinite(scores)):
-                raise ValueError(f"stage {self.name!r} gave a non-finite score for query {qid!r}")
             run[qid] = {d: float(s) for d, s in zip(ids, scores)}
             pairs += len(ids)
         return run, elapsed, pairs

@@ -81,7 +81,8 @@ class DenseRetriever:
     def search(self, query: str, top_k: int = 10) -> Hits:
         return self.search_batch([_check_query(query)], top_k)[0]
 
-    def search_batch(self, queries: Sequence[str], top_k: int = 10, show_progress_bar: bool | None = None) -> list[Hits]:
+    def search_batch(self, queries: Sequence[str], top_k: int = 10,
+                     show_progress_bar: bool | None = None) -> list[Hits]:
         if isinstance(queries, str):
             raise TypeError("queries must be a list of str, not a single str")
         if len(queries) == 0:
@@ -135,7 +136,8 @@ class HybridRetriever:
     def search(self, query: str, top_k: int = 10) -> Hits:
         return self.search_batch([_check_query(query)], top_k)[0]
 
-    def search_batch(self, queries: Sequence[str], top_k: int = 10, show_progress_bar: bool | None = None) -> list[Hits]:
+    def search_batch(self, queries: Sequence[str], top_k: int = 10,
+                     show_progress_bar: bool | None = None) -> list[Hits]:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         if isinstance(queries, str):
