@@ -132,10 +132,10 @@ def test_numpy_int_ids_from_search_work():
 
 @pytest.mark.parametrize(
     "weights, message",
-    [([-1.0, 1.0, 1.0], "weights must be finite and >= 0, got -1"),
-     ([math.nan, 1.0, 1.0], "weights must be finite and >= 0, got NaN"),
-     ([math.inf, 1.0, 1.0], "weights must be finite and >= 0, got inf"),
-     ([0.0, 0.0, 0.0], "weights are all zero"),
+    [([-1.0, 1.0, 1.0], "weight of run 0 is -1; weights must be finite and >= 0"),
+     ([1.0, math.nan, 1.0], "weight of run 1 is NaN; weights must be finite and >= 0"),
+     ([1.0, 1.0, math.inf], "weight of run 2 is inf; weights must be finite and >= 0"),
+     ([0.0, 0.0, 0.0], "all weights are 0: at least one must count"),
      ([1.0, 1.0], "got 2 weights for 3 runs"),
      ([1.0, 1.0, 1.0, 1.0], "got 4 weights for 3 runs")],
     ids=["negative", "nan", "inf", "all-zero", "too-few", "too-many"],
@@ -244,7 +244,7 @@ def test_hybrid_bad_arguments():
         HybridRetriever(bm25)
     with pytest.raises(ValueError, match="depth must be a positive integer, got 0"):
         HybridRetriever(bm25, bm25, depth=0)
-    with pytest.raises(ValueError, match="weights must be finite and >= 0, got -1"):
+    with pytest.raises(ValueError, match="weight of run 1 is -1; weights must be finite and >= 0"):
         HybridRetriever(bm25, bm25, weights=[1.0, -1.0])
     with pytest.raises(ValueError, match="method must be 'rrf' or 'weighted', got 'borda'"):
         HybridRetriever(bm25, bm25, method="borda")

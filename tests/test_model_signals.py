@@ -65,3 +65,59 @@ def test_bad_input_is_named(be, candidates):
         ModelSignals(bm25=True, batch_size=0)
     assert ModelSignals().compute(query, docs) == {}
     assert ModelSignals(bm25=False).names == []
+
+
+def test_hybrid_reranker_takes_the_candidates_embeddings(ce, be, candidates):
+    query, docs = candidates
+    hybrid = crossrank.HybridReranker(cross_encoder=ce, bi_encoder=be, bm25=True)
+    plain = hybrid.rerank(query, docs, explain=True)
+    given = hybrid.rerank(query, docs, explain=True, embeddings=be.encode(docs))
+    assert [r["corpus_id"] for r in given] == [r["corpus_id"] for r in plain]
+    np.testing.assert_allclose([r["score"] for r in given], [r["score"] for r in plain], atol=1e-6)
+    # The signals are the models' own, computed independently here.
+    first = min(plain, key=lambda r: r["corpus_id"])["explanation"]
+    assert abs(first["cross_encoder"]["raw"] - float(ce.predict([(query, docs[0])])[0])) < 1e-6
+    with pytest.raises(ValueError, match=r"embeddings must be a \(40, dim\) array, one row per document"):
+        hybrid.rerank(query, docs, embeddings=np.zeros((3, 384), np.float32))
+
+
+class RecordingBiEncoder(crossrank.BiEncoder):
+    """Records how many texts each encode call embeds (a subclass takes the Python path)."""
+
+    calls: list[int]
+
+    def encode(self, sentences, *args, **kwargs):
+        self.calls.append(len(sentences))
+        return super().encode(sentences, *args, **kwargs)
+
+
+def test_fit_with_a_dense_index_embeds_only_the_queries(minilm_dir, be, cranfield):
+    queries, corpus = cranfield
+    docs = {d["_id"]: d["text"] for d in corpus[:60]}
+    ids = list(docs)
+    qs = {q["_id"]: q["text"] for q in queries[:4]}
+    candidates = {qid: [(d, docs[d]) for d in ids[i * 10:i * 10 + 30]] for i, qid in enumerate(qs)}
+    qrels = {qid: {cands[0][0]: 1, cands[5][0]: 2} for qid, cands in candidates.items()}
+    index = crossrank.DenseIndex(be.encode([docs[d] for d in ids]), ids=ids)
+
+    recording = RecordingBiEncoder(str(minilm_dir))
+    recording.calls = []
+    fitted = crossrank.HybridReranker(bi_encoder=recording, bm25=True)
+    with_index = fitted.fit((qs, candidates, qrels), embeddings=index, max_rounds=3)
+    assert recording.calls == [1] * len(qs), "with embeddings, only each query is embedded"
+
+    recording.calls = []
+    reference = crossrank.HybridReranker(bi_encoder=recording, bm25=True)
+    without = reference.fit((qs, candidates, qrels), max_rounds=3)
+    assert sorted(recording.calls) == sorted([1, 30] * len(qs))
+    assert with_index["weights"] == pytest.approx(without["weights"], abs=1e-9)
+    assert with_index["score"] == pytest.approx(without["score"], abs=1e-12)
+
+    as_mapping = {d: index.embeddings[i] for i, d in enumerate(ids)}
+    mapped = crossrank.HybridReranker(bi_encoder=be, bm25=True).fit((qs, candidates, qrels), embeddings=as_mapping,
+                                                                    max_rounds=3)
+    assert mapped["weights"] == pytest.approx(without["weights"], abs=1e-6)
+    with pytest.raises(ValueError, match="embeddings have no row for documents"):
+        crossrank.HybridReranker(bi_encoder=be).fit((qs, candidates, qrels), embeddings={ids[0]: as_mapping[ids[0]]})
+    with pytest.raises(TypeError, match="embeddings must be a crossrank.DenseIndex or a mapping"):
+        crossrank.HybridReranker(bi_encoder=be).fit((qs, candidates, qrels), embeddings=[1, 2])

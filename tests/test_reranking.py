@@ -109,7 +109,7 @@ def test_metadata_rules():
 
 
 def test_bad_weights_signals_and_callables():
-    with pytest.raises(ValueError, match="weights sum to 0"):
+    with pytest.raises(ValueError, match="all weights are 0: at least one must count"):
         HybridReranker(bm25=True, weights={"bm25": 0.0})
     with pytest.raises(ValueError, match="finite and >= 0"):
         HybridReranker(bm25=True, weights={"bm25": -1.0})

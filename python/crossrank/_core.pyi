@@ -408,6 +408,10 @@ def sort_by_preference(n: int, before: Callable[[int, int], bool]) -> tuple[list
     with a stable merge sort (at most n ceil(log2 n) - 2^ceil(log2 n) + 1 calls).
     Exceptions raised by ``before`` propagate; a non-bool answer raises ``TypeError``."""
 
+def check_weights(weights: Sequence[tuple[str, float]]) -> None:
+    """``ValueError`` unless every weight is finite and >= 0 and one is above 0 (the rule
+    every weighted combination in crossrank shares); the message names the weight."""
+
 class ModelSignals:
     """The model signals of a hybrid re-rank (what :class:`crossrank.HybridReranker` uses):
     a cross-encoder's scores, BM25 scores and a bi-encoder's cosine similarities for one

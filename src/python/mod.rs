@@ -36,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reranking::PyCalibrator>()?;
     m.add_class::<train::PyTrainer>()?;
     m.add_class::<signals::PyModelSignals>()?;
+    m.add_function(wrap_pyfunction!(reranking::check_weights, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::runtime_info, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise::aggregate_preferences, m)?)?;
     m.add(

@@ -94,6 +94,14 @@ pub fn combine_signals<'py>(
         .into_pyobject(py)
 }
 
+/// Checks signal weights `{name: weight}` by the core's one rule (finite, >= 0, not all
+/// 0), with its message.
+#[pyfunction]
+pub fn check_weights(weights: Vec<(String, f64)>) -> PyResult<()> {
+    crate::rank::weights::check_weights(weights.into_iter().map(|(n, w)| (format!("{n:?}"), w)))
+        .map_err(to_py)
+}
+
 /// One training query: candidate ids, per-signal values, judgments `{doc id: grade}`.
 type QueryCandidates = (Vec<String>, Vec<Vec<f64>>, HashMap<String, i64>);
 

@@ -4,13 +4,21 @@ score; :meth:`HybridReranker.fit` learns the weights on judged queries."""
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from crossrank._core import BM25, BiEncoder, CrossEncoder, combine_signals, fit_weights
+from crossrank._core import (
+    BM25,
+    BiEncoder,
+    CrossEncoder,
+    DenseIndex,
+    ModelSignals,
+    check_weights,
+    combine_signals,
+    fit_weights,
+)
 from crossrank.reranking.base import Ranking, Reranker, _check_query_documents, _finite_scores, _optional_count
 from crossrank.reranking.rules import _Rule
 from crossrank.reranking.scoring import Scorer, score_documents
@@ -109,28 +117,44 @@ class HybridReranker(Reranker):
         if unknown:
             raise ValueError(f"weights for unknown signals {sorted(unknown)}; configured signals: {names}")
         out = {n: float(weights.get(n, 0.0)) for n in names}
-        for n, w in out.items():
-            if not math.isfinite(w) or w < 0:
-                raise ValueError(f"weight of {n!r} is {w}; weights must be finite and >= 0")
-        if not any(w > 0 for w in out.values()):
-            raise ValueError("weights sum to 0: at least one signal must have a positive weight")
+        check_weights(list(out.items()))
         return out
 
+    def _rust_signals(self) -> ModelSignals:
+        """The model signals the Rust core computes side by side with the GIL released:
+        crossrank's own models (a Python subclass may override ``predict`` / ``encode``, so
+        it goes through the dispatcher instead) and BM25."""
+        plain = {name: model for name, model, cls in (("cross_encoder", self.cross_encoder, CrossEncoder),
+                                                      ("bi_encoder", self.bi_encoder, BiEncoder))
+                 if model is not None and type(model) is cls}
+        return ModelSignals(**plain, bm25=self.bm25 if self.bm25 is not False else None,
+                            batch_size=self.batch_size)
+
     def raw_signals(self, query: str, documents: Sequence[str], metadata: Sequence[Mapping] | None = None,
-                    first_stage_scores: Sequence[float] | None = None) -> dict[str, np.ndarray]:
-        """Every configured signal's raw values for the candidates."""
+                    first_stage_scores: Sequence[float] | None = None,
+                    embeddings: Any = None) -> dict[str, np.ndarray]:
+        """Every configured signal's raw values for the candidates. ``embeddings``: the
+        candidates' embeddings ``(len(documents), dim)`` when you have them (a
+        :class:`DenseIndex`, a vector store), so the bi-encoder embeds only the query."""
         documents = _check_query_documents(query, documents)
         n = len(documents)
-        out: dict[str, np.ndarray] = {}
-        if self.cross_encoder is not None:
+        if embeddings is not None:
+            embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+            if embeddings.ndim != 2 or embeddings.shape[0] != n:
+                raise ValueError(f"embeddings must be a ({n}, dim) array, one row per document; got shape "
+                                 f"{embeddings.shape}")
+        # crossrank's models and BM25 in Rust, side by side, the GIL released.
+        out: dict[str, np.ndarray] = dict(self._signals.compute(query, documents, embeddings=embeddings))
+        if self.cross_encoder is not None and "cross_encoder" not in out:
             out["cross_encoder"] = score_documents(self.cross_encoder, query, documents, self.batch_size,
                                                    "signal 'cross_encoder'")
-        if self.bm25 is not False:
-            index = self.bm25 if isinstance(self.bm25, BM25) else BM25(documents)
-            out["bm25"] = index.score(query, documents).astype(np.float64)
-        if self.bi_encoder is not None:
-            out["bi_encoder"] = score_documents(self.bi_encoder, query, documents, self.batch_size,
-                                                "signal 'bi_encoder'")
+        if self.bi_encoder is not None and "bi_encoder" not in out:
+            if embeddings is None:
+                out["bi_encoder"] = score_documents(self.bi_encoder, query, documents, self.batch_size,
+                                                    "signal 'bi_encoder'")
+            else:
+                q = self.bi_encoder.encode([query], batch_size=self.batch_size)
+                out["bi_encoder"] = self.bi_encoder.similarity(q, embeddings)[0].astype(np.float64)
         if self.first_stage:
             if first_stage_scores is None:
                 out["first_stage"] = -np.arange(n, dtype=np.float64)
@@ -154,6 +178,13 @@ class HybridReranker(Reranker):
                                       [weights[n] for n in names], [self.normalization[n] for n in names],
                                       "weighted" if self.fusion == "weighted" else "rrf", self.k)
 
+    @property
+    def _signals(self) -> ModelSignals:
+        # Built on first use and kept: the configuration it reflects is set at construction.
+        if getattr(self, "_model_signals", None) is None:
+            self._model_signals = self._rust_signals()
+        return self._model_signals
+
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         if not documents:
             return np.zeros(0)
@@ -162,9 +193,10 @@ class HybridReranker(Reranker):
 
     def rerank(self, query: str, documents: Sequence[str], metadata: Sequence[Mapping] | None = None,
                top_k: int | None = None, explain: bool = False, first_stage_scores: Sequence[float] | None = None,
-               return_documents: bool = False) -> Ranking:
+               return_documents: bool = False, embeddings: Any = None) -> Ranking:
         """Rank ``documents`` for ``query``; with ``explain=True`` each result holds
-        ``"explanation": {signal: {"raw", "normalized", "contribution"}}``."""
+        ``"explanation": {signal: {"raw", "normalized", "contribution"}}``. ``embeddings``:
+        the candidates' embeddings, as in :meth:`raw_signals`."""
         documents = _check_query_documents(query, documents)
         top_k = _optional_count(top_k, "top_k")
         n_head = len(documents) if self.rerank_top_n is None else min(self.rerank_top_n, len(documents))
@@ -173,7 +205,8 @@ class HybridReranker(Reranker):
         if not head:
             return self._ranked(documents, np.zeros(0), None, top_k, return_documents, {})
         raw = self.raw_signals(query, head, None if metadata is None else list(metadata)[:n_head],
-                               None if first_stage_scores is None else list(first_stage_scores)[:n_head])
+                               None if first_stage_scores is None else list(first_stage_scores)[:n_head],
+                               None if embeddings is None else np.asarray(embeddings)[:n_head])
         names, (scores, normalized, contributions) = self._combine(raw, self.weights)
         extra = None
         if explain:
@@ -184,7 +217,7 @@ class HybridReranker(Reranker):
                             {"HybridReranker": time.perf_counter() - start})
 
     def fit(self, data: Any, metric: str = "ndcg@10", depth: int = 100, candidates: Mapping | None = None,
-            max_rounds: int = 25) -> dict[str, Any]:
+            max_rounds: int = 25, embeddings: Any = None) -> dict[str, Any]:
         """Learn the weights by coordinate ascent on ``metric`` (RankLib-style) and set them.
 
         ``data`` is a :class:`crossrank.datasets.Dataset` (candidates: BM25 top ``depth`` of
@@ -193,16 +226,21 @@ class HybridReranker(Reranker):
         {qid: [(doc_id, text), ...]}`` in first-stage order and ``qrels = {qid: {doc_id: rel}}``.
         Returns ``{"weights", "score", "initial_score", "rounds"}`` (training-set metric with
         the learned and with the previous weights). Metadata signals cannot be fitted this way.
+        ``embeddings``: the documents' embeddings, a :class:`DenseIndex` with their ids or a
+        mapping ``{doc_id: vector}``, so the bi-encoder signal embeds only the queries instead
+        of every candidate of every query.
         """
         if self.metadata_rules:
             raise ValueError("fit() has no metadata for the training candidates: remove metadata_rules to fit")
         queries, cand, qrels = _training_data(data, depth, candidates)
         training = []
+        lookup = None if embeddings is None else _embedding_lookup(embeddings)
         for qid, text in queries.items():
             docs = cand.get(qid, [])
             if not docs:
                 continue
-            raw = self.raw_signals(text, [t for _, t in docs])
+            vectors = None if lookup is None else lookup([d for d, _ in docs])
+            raw = self.raw_signals(text, [t for _, t in docs], embeddings=vectors)
             training.append(([d for d, _ in docs], [list(map(float, raw[n])) for n in self.signal_names],
                              {d: int(r) for d, r in qrels.get(qid, {}).items()}))
         if not training:
@@ -218,6 +256,29 @@ class HybridReranker(Reranker):
     def __repr__(self) -> str:
         return (f"HybridReranker(signals={self.signal_names}, weights={self.weights}, fusion={self.fusion!r}, "
                 f"normalization={self.normalization})")
+
+
+def _embedding_lookup(embeddings: Any) -> Callable[[list[str]], np.ndarray]:
+    """``doc_ids -> (len(doc_ids), dim)`` rows of ``embeddings``: a DenseIndex with ids, or
+    a mapping ``{doc_id: vector}``."""
+    if isinstance(embeddings, DenseIndex):
+        if embeddings.ids is None:
+            raise ValueError("the DenseIndex given as embeddings has no ids to find the candidates by")
+        table = embeddings.embeddings
+        rows = {d: table[i] for i, d in enumerate(embeddings.ids)}
+    elif isinstance(embeddings, Mapping):
+        rows = embeddings
+    else:
+        raise TypeError(f"embeddings must be a crossrank.DenseIndex or a mapping {{doc_id: vector}}, "
+                        f"got {type(embeddings).__name__}")
+
+    def lookup(doc_ids: list[str]) -> np.ndarray:
+        missing = [d for d in doc_ids if d not in rows]
+        if missing:
+            raise ValueError(f"embeddings have no row for documents {missing[:5]}")
+        return np.stack([np.asarray(rows[d], dtype=np.float32) for d in doc_ids])
+
+    return lookup
 
 
 def _training_data(data: Any, depth: int, candidates: Mapping | None):
