@@ -60,9 +60,7 @@ def _runtime_params(obj: object) -> list[tuple[str, str, object]]:
     for p in signature.parameters.values():
         if p.name in ("self", "$self", "cls"):
             continue
-        kind = p.kind.name.lower()
-        # pyo3 marks `self` positional-only with "/": the rest are positional-or-keyword.
-        params.append((p.name, kind, p.default))
+        params.append((p.name, p.kind.name.lower(), p.default))
     return params
 
 
@@ -124,9 +122,8 @@ def test_binding_is_in_the_stub_with_the_same_signature(qualified, obj, what):
         fn, method = init, True
     else:
         assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)), f"{qualified} is not a function in the stub"
-        fn, method = node, what in ("method",)
-        if what == "static":
-            method = False
+        # Static methods and functions have no self to drop.
+        fn, method = node, what == "method"
     if _is_overload(fn):
         pytest.fail(f"{qualified}: the stub has only overloads; add the implementation signature last")
     assert _runtime_params(obj) == _stub_params(fn, method), f"{qualified}: binding and stub differ"

@@ -28,7 +28,7 @@ pub enum Bm25Statistics {
 }
 
 /// The model signals a hybrid re-rank uses; any may be absent.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ModelSignals {
     pub cross_encoder: Option<Arc<CrossEncoder>>,
     pub bi_encoder: Option<Arc<BiEncoder>>,

@@ -95,6 +95,7 @@ class HybridReranker(Reranker):
             if method not in NORMALIZATIONS:
                 raise ValueError(f"normalization of {n!r} is {method!r}; expected one of {NORMALIZATIONS}")
         self.weights = self._check_weights(weights if weights is not None else {n: 1.0 for n in names})
+        self._signals = self._rust_signals()
 
     @property
     def signal_names(self) -> list[str]:
@@ -177,13 +178,6 @@ class HybridReranker(Reranker):
         return names, combine_signals(names, [list(map(float, raw[n])) for n in names],
                                       [weights[n] for n in names], [self.normalization[n] for n in names],
                                       "weighted" if self.fusion == "weighted" else "rrf", self.k)
-
-    @property
-    def _signals(self) -> ModelSignals:
-        # Built on first use and kept: the configuration it reflects is set at construction.
-        if getattr(self, "_model_signals", None) is None:
-            self._model_signals = self._rust_signals()
-        return self._model_signals
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         if not documents:
