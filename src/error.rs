@@ -35,6 +35,11 @@ pub enum Error {
     /// The caller asked the work to stop (Ctrl-C in Python: `KeyboardInterrupt`).
     #[error("interrupted")]
     Interrupted,
+
+    /// An error from caller-supplied code (a Python scorer or comparator), carried through
+    /// the core unchanged so that the bindings raise the original exception.
+    #[error(transparent)]
+    External(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {

@@ -44,6 +44,24 @@ def test_a_corpus_index_gives_its_statistics(candidates, cranfield):
     assert np.abs(got["bm25"] - crossrank.BM25(docs).score(query, docs)).max() > 1e-3
 
 
+def test_pickles_as_its_models_and_scores_the_same(ce, be, candidates, cranfield):
+    """An instance ships to multiprocessing / Ray workers as its constructor arguments; the
+    models inside pickle once (pickle memoizes them), however many holders they have."""
+    import pickle
+
+    query, docs = candidates
+    index = crossrank.BM25([d["text"] for d in cranfield[1]])
+    signals = ModelSignals(cross_encoder=ce, bi_encoder=be, bm25=index, batch_size=8)
+    copy = pickle.loads(pickle.dumps(signals))
+    assert copy.names == signals.names
+    want, got = signals.compute(query, docs), copy.compute(query, docs)
+    for name in signals.names:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6)
+    both = pickle.loads(pickle.dumps([ce, signals]))
+    assert len(pickle.dumps([ce, signals])) < len(pickle.dumps(ce)) + len(pickle.dumps(signals))
+    assert both[1].names == signals.names
+
+
 def test_given_embeddings_replace_encoding(be, candidates):
     query, docs = candidates
     embeddings = be.encode(docs)

@@ -447,6 +447,113 @@ class ModelSignals:
         has them (a :class:`DenseIndex`, a vector store): the bi-encoder then embeds only
         the query. Ctrl-C stops it (``KeyboardInterrupt``)."""
 
+Scores = Sequence[float] | npt.NDArray[np.floating]
+
+class HybridReranker:
+    """The Rust core of :class:`crossrank.HybridReranker` (use that): gathers every signal
+    of one query's candidates and fuses them, in one call with the GIL released.
+
+    Args:
+        weights: ``(name, normalization, weight)`` for every signal, in the order results
+            list them.
+        cross_encoder, bi_encoder, bm25: the model signals, as in :class:`ModelSignals`.
+        scorers: ``(name, f(query, documents) -> scores)``: signals computed by Python
+            callables, called back under the GIL.
+        given: names of the signals whose values each call passes (``given=``).
+        fusion: ``"weighted"`` or ``"rrf"`` (with constant ``k``).
+        batch_size: sequences per forward pass of the models.
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[tuple[str, str, float]],
+        cross_encoder: CrossEncoder | None = None,
+        bi_encoder: BiEncoder | None = None,
+        bm25: bool | BM25 | None = None,
+        scorers: Sequence[tuple[str, Callable[[str, list[str]], Scores]]] = ...,
+        given: Sequence[str] = ...,
+        fusion: Literal["weighted", "weighted_sum", "rrf"] = "weighted",
+        k: float = 60.0,
+        batch_size: int = 32,
+    ) -> None: ...
+    @property
+    def names(self) -> list[str]:
+        """The signals' names, in the order results list them."""
+    def signals(
+        self,
+        query: str,
+        documents: Sequence[str],
+        embeddings: npt.NDArray[np.float32] | None = None,
+        given: Mapping[str, Sequence[float]] | None = None,
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """``{name: float64 array}``: each signal's raw values for ``documents``.
+        ``embeddings``: the documents' embeddings, so the bi-encoder embeds only the query;
+        ``given``: ``{name: values}`` of the given signals. Ctrl-C stops it."""
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        embeddings: npt.NDArray[np.float32] | None = None,
+        given: Mapping[str, Sequence[float]] | None = None,
+    ) -> tuple[
+        dict[str, npt.NDArray[np.float64]],
+        npt.NDArray[np.float64],
+        list[npt.NDArray[np.float64]],
+        list[npt.NDArray[np.float64]],
+    ]:
+        """``(raw, scores, normalized, contributions)``: the signals as in :meth:`signals`,
+        the fused scores, and per signal (in :attr:`names` order) the normalized values and
+        weight x normalized."""
+
+class MultiStage:
+    """The Rust core of :class:`crossrank.MultiStage` (use that): a cascade of scorers,
+    run with the GIL released.
+
+    Args:
+        stages: ``(model, top_n, label)``: a :class:`CrossEncoder`, :class:`BiEncoder` or
+            callable ``f(query, documents) -> scores`` (called back under the GIL), how many
+            of the previous stage's best it re-scores, and its name in timings and messages.
+        batch_size: sequences per forward pass of the models.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[tuple[CrossEncoder | BiEncoder | Callable[[str, list[str]], Scores], int, str]],
+        batch_size: int = 32,
+    ) -> None: ...
+    def cascade(
+        self, query: str, documents: Sequence[str]
+    ) -> tuple[list[int], list[tuple[float, int] | None], dict[str, float]]:
+        """``(order, scored, timings)``: every document position best first; per document
+        ``(score, stage)`` of the last stage that scored it, or ``None``; seconds per stage.
+        Ctrl-C stops it."""
+
+class PairwiseReranker:
+    """The Rust core of :class:`crossrank.PairwiseReranker` (use that).
+
+    Args:
+        comparator: a duo :class:`CrossEncoder` (``compare``, GIL released) or a callable
+            ``f(query, a, b) -> P(a > b)`` called back under the GIL.
+        method: ``"allpairs"`` (aggregated by ``aggregation``) or ``"sort"``.
+        aggregation: ``"sum"`` or ``"copeland"``.
+        both_orders: with ``"sort"``, ask each decision in both orders and average.
+        batch_size: pairs per forward pass of a duo cross-encoder.
+        label: the comparator's name in messages.
+    """
+
+    def __init__(
+        self,
+        comparator: CrossEncoder | Callable[[str, str, str], float],
+        method: Literal["allpairs", "sort"] = "allpairs",
+        aggregation: Literal["sum", "copeland"] = "sum",
+        both_orders: bool = True,
+        batch_size: int = 32,
+        label: str = "comparator",
+    ) -> None: ...
+    def scores(self, query: str, documents: Sequence[str]) -> tuple[npt.NDArray[np.float64], int]:
+        """``(scores, comparisons)``: one score per document (all pairs: the aggregation;
+        sort: ``n - position``) and the comparator evaluations. Ctrl-C stops it."""
+
 class Trainer:
     """The training core behind :class:`crossrank.train.CrossEncoderTrainer` (use that):
     one optimizer step per call, with the schedule sized for ``num_examples`` examples."""

@@ -14,6 +14,7 @@ use super::inputs::{extract_texts, hub_options, model_path, optional_positive, p
 use super::progress::Progress;
 use super::threads::{detach, detach_interruptible};
 use crate::model::precision::Precision;
+use crate::rank::scorer::BiEncoderScorer;
 use crate::retrieve::similarity::cosine_matrix;
 use crate::score::bi_encoder::{BiEncoder, BiEncoderOptions};
 use crate::score::pooling::Pooling;
@@ -58,6 +59,16 @@ impl PyBiEncoder {
     /// The core model, shared (e.g. with a `ModelSignals`).
     pub fn inner(&self) -> &Arc<BiEncoder> {
         &self.inner
+    }
+
+    /// This model as a scorer (cosine of query and document embeddings), batched as a
+    /// plain `encode(texts, batch_size=batch_size)` is.
+    pub fn scorer(&self, batch_size: usize) -> BiEncoderScorer {
+        BiEncoderScorer {
+            model: self.inner.clone(),
+            batch_size,
+            max_batch_tokens: self.args.max_batch_tokens,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use super::inputs::{
 use super::progress::Progress;
 use super::threads::{detach, detach_interruptible};
 use crate::model::precision::Precision;
+use crate::rank::scorer::CrossEncoderScorer;
 use crate::score::batching::CHUNK;
 use crate::score::cross_encoder::{
     Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
@@ -134,6 +135,27 @@ impl PyCrossEncoder {
         Ok(all)
     }
 
+    /// This model as a scorer of (query, document) pairs, as a plain `predict` scores.
+    pub fn scorer(&self, batch_size: usize) -> CrossEncoderScorer {
+        CrossEncoderScorer {
+            model: self.inner.clone(),
+            options: self.default_options(batch_size),
+        }
+    }
+
+    /// The options a plain `predict(pairs, batch_size=batch_size)` uses: the model's
+    /// configured long-document mode, stride and token budget.
+    pub fn default_options(&self, batch_size: usize) -> PredictOptions {
+        PredictOptions {
+            batch_size,
+            max_batch_tokens: self.args.max_batch_tokens,
+            activation: None,
+            apply_softmax: false,
+            long_document: self.args.long_document,
+            stride: self.args.stride,
+        }
+    }
+
     fn options(
         &self,
         batch_size: i64,
@@ -141,12 +163,9 @@ impl PyCrossEncoder {
         apply_softmax: bool,
     ) -> PyResult<PredictOptions> {
         Ok(PredictOptions {
-            batch_size: positive(batch_size, "batch_size")?,
-            max_batch_tokens: self.args.max_batch_tokens,
             activation: extract_activation(activation_fn)?,
             apply_softmax,
-            long_document: self.args.long_document,
-            stride: self.args.stride,
+            ..self.default_options(positive(batch_size, "batch_size")?)
         })
     }
 }

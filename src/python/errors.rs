@@ -7,6 +7,11 @@ use pyo3::PyErr;
 
 use crate::error::Error;
 
+/// A Python exception raised inside caller-supplied code, to carry through the core.
+pub fn from_py(err: PyErr) -> Error {
+    Error::External(Box::new(err))
+}
+
 pub fn to_py(err: Error) -> PyErr {
     let message = err.to_string();
     match err {
@@ -18,6 +23,10 @@ pub fn to_py(err: Error) -> PyErr {
         Error::Io(_) => PyOSError::new_err(message),
         Error::Candle(_) => PyRuntimeError::new_err(message),
         Error::Interrupted => PyKeyboardInterrupt::new_err(message),
+        Error::External(inner) => match inner.downcast::<PyErr>() {
+            Ok(original) => *original,
+            Err(other) => PyRuntimeError::new_err(other.to_string()),
+        },
     }
 }
 

@@ -1,10 +1,12 @@
 //! `crossrank._core.ModelSignals`: the model signals of a hybrid re-rank
 //! (`rank::signals`), computed in parallel with the GIL released.
 
+use std::sync::Arc;
+
 use numpy::{PyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict};
+use pyo3::types::{PyBool, PyDict, PyTuple};
 
 use super::bi_encoder::PyBiEncoder;
 use super::bm25::PyBm25;
@@ -18,9 +20,43 @@ use crate::rank::signals::{Bm25Statistics, Candidates, ModelSignals};
 /// The model signals of a hybrid re-rank: a cross-encoder's scores, BM25 scores (against
 /// the candidates' own statistics with ``bm25=True``, or a corpus index's) and a
 /// bi-encoder's cosine similarities, computed side by side with the GIL released.
-#[pyclass(name = "ModelSignals", module = "crossrank", frozen)]
+#[pyclass(name = "ModelSignals", module = "crossrank._core", frozen)]
 pub struct PyModelSignals {
     inner: ModelSignals,
+    /// The constructor's arguments, kept so that an instance pickles as them: pickle
+    /// memoizes objects, so a `HybridReranker` that holds the same models ships each once.
+    args: Py<PyTuple>,
+}
+
+/// The core's model signals from the Python arguments: crossrank models and ``bm25``
+/// ``True`` (the candidates' statistics), ``False`` / ``None`` (no BM25) or a ``BM25`` index.
+pub fn model_signals(
+    cross_encoder: Option<&Bound<'_, PyCrossEncoder>>,
+    bi_encoder: Option<&Bound<'_, PyBiEncoder>>,
+    bm25: Option<&Bound<'_, PyAny>>,
+    batch_size: i64,
+) -> PyResult<ModelSignals> {
+    let batch = positive(batch_size, "batch_size")?;
+    let bm25 = match bm25 {
+        None => None,
+        Some(b) if b.is_instance_of::<PyBool>() => {
+            b.extract::<bool>()?.then_some(Bm25Statistics::Candidates)
+        }
+        Some(b) => match b.cast::<PyBm25>() {
+            Ok(index) => Some(Bm25Statistics::Index(index.get().inner().clone())),
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "bm25 must be True/False or a crossrank.BM25 index, got {}",
+                    type_name(b)
+                )))
+            }
+        },
+    };
+    Ok(ModelSignals {
+        cross_encoder: cross_encoder.map(|ce| Arc::new(ce.get().scorer(batch))),
+        bi_encoder: bi_encoder.map(|be| Arc::new(be.get().scorer(batch))),
+        bm25,
+    })
 }
 
 #[pymethods]
@@ -28,33 +64,22 @@ impl PyModelSignals {
     #[new]
     #[pyo3(signature = (cross_encoder=None, bi_encoder=None, bm25=None, batch_size=32))]
     fn new(
-        cross_encoder: Option<PyRef<'_, PyCrossEncoder>>,
-        bi_encoder: Option<PyRef<'_, PyBiEncoder>>,
+        py: Python<'_>,
+        cross_encoder: Option<Bound<'_, PyCrossEncoder>>,
+        bi_encoder: Option<Bound<'_, PyBiEncoder>>,
         bm25: Option<&Bound<'_, PyAny>>,
         batch_size: i64,
     ) -> PyResult<Self> {
-        let bm25 = match bm25 {
-            None => None,
-            Some(b) if b.is_instance_of::<PyBool>() => {
-                b.extract::<bool>()?.then_some(Bm25Statistics::Candidates)
-            }
-            Some(b) => match b.cast::<PyBm25>() {
-                Ok(index) => Some(Bm25Statistics::Index(index.get().inner().clone())),
-                Err(_) => {
-                    return Err(PyTypeError::new_err(format!(
-                        "bm25 must be True/False or a crossrank.BM25 index, got {}",
-                        type_name(b)
-                    )))
-                }
-            },
-        };
         Ok(Self {
-            inner: ModelSignals {
-                cross_encoder: cross_encoder.map(|ce| ce.inner().clone()),
-                bi_encoder: bi_encoder.map(|be| be.inner().clone()),
+            inner: model_signals(
+                cross_encoder.as_ref(),
+                bi_encoder.as_ref(),
                 bm25,
-                batch_size: positive(batch_size, "batch_size")?,
-            },
+                batch_size,
+            )?,
+            args: (cross_encoder, bi_encoder, bm25, batch_size)
+                .into_pyobject(py)?
+                .unbind(),
         })
     }
 
@@ -104,5 +129,14 @@ impl PyModelSignals {
 
     fn __repr__(&self) -> String {
         format!("ModelSignals({:?})", self.inner.names())
+    }
+
+    /// Pickles as the constructor arguments, so a `HybridReranker` can be shipped to
+    /// multiprocessing / Ray workers.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> (Bound<'py, PyAny>, Bound<'py, PyTuple>) {
+        (
+            slf.get_type().into_any(),
+            slf.get().args.bind(slf.py()).clone(),
+        )
     }
 }

@@ -1,10 +1,160 @@
 //! Pairwise re-ranking: from preferences P(a more relevant than b) to an order, either
 //! by scoring every ordered pair and aggregating (duoBERT) or by sorting with a
 //! comparator (pairwise ranking prompting), counting the comparisons.
+//! [`PairwiseReranker`] does either with a [`Comparator`]: a duo cross-encoder, or (in the
+//! bindings) a Python callable such as an LLM judge.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
+use crate::score::batching::OnBatch;
+use crate::score::cross_encoder::{CrossEncoder, PredictOptions};
 use crate::{Error, Result};
+
+/// Gives P(a is more relevant to the query than b) for document pairs.
+pub trait Comparator: Send + Sync {
+    /// One probability per `(a, b)` in `pairs`, in order.
+    fn preferences(
+        &self,
+        query: &str,
+        pairs: &[(&str, &str)],
+        on_batch: &mut OnBatch<'_>,
+    ) -> Result<Vec<f64>>;
+
+    /// A short name for error messages.
+    fn label(&self) -> String;
+}
+
+/// A duo cross-encoder (`CrossEncoder::compare`) as a comparator.
+pub struct CrossEncoderComparator {
+    pub model: Arc<CrossEncoder>,
+    pub options: PredictOptions,
+}
+
+impl Comparator for CrossEncoderComparator {
+    fn preferences(
+        &self,
+        query: &str,
+        pairs: &[(&str, &str)],
+        on_batch: &mut OnBatch<'_>,
+    ) -> Result<Vec<f64>> {
+        self.model.compare(query, pairs, &self.options, on_batch)
+    }
+
+    fn label(&self) -> String {
+        "CrossEncoder".into()
+    }
+}
+
+/// How preferences become an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// duoBERT: both orders of every pair, n (n - 1) comparisons, aggregated per document.
+    AllPairs(Aggregation),
+    /// Pairwise ranking prompting: a merge sort, O(n log n) decisions; with `both_orders`
+    /// each decision averages P(a > b) and 1 - P(b > a) to cancel position bias.
+    Sort { both_orders: bool },
+}
+
+impl Method {
+    /// From the Python names: `method` "allpairs" (with `aggregation`) or "sort".
+    pub fn from_names(method: &str, aggregation: &str, both_orders: bool) -> Result<Self> {
+        let aggregation: Aggregation = aggregation.parse()?;
+        match method {
+            "allpairs" => Ok(Self::AllPairs(aggregation)),
+            "sort" => Ok(Self::Sort { both_orders }),
+            _ => Err(Error::invalid(format!(
+                "unknown method {method:?}; expected \"allpairs\" or \"sort\""
+            ))),
+        }
+    }
+}
+
+/// Re-ranks by comparing documents two at a time.
+#[derive(Clone)]
+pub struct PairwiseReranker {
+    pub comparator: Arc<dyn Comparator>,
+    pub method: Method,
+}
+
+impl PairwiseReranker {
+    /// One score per document (all pairs: the aggregation; sort: `n - position`) and the
+    /// number of comparator evaluations.
+    pub fn scores(
+        &self,
+        query: &str,
+        documents: &[&str],
+        on_batch: &mut OnBatch<'_>,
+    ) -> Result<(Vec<f64>, usize)> {
+        let n = documents.len();
+        match self.method {
+            Method::AllPairs(aggregation) => {
+                let pairs: Vec<(usize, usize)> = (0..n)
+                    .flat_map(|a| (0..n).filter(move |&b| b != a).map(move |b| (a, b)))
+                    .collect();
+                let mut matrix = vec![0.0; n * n];
+                let ps = self.preferences(query, documents, &pairs, on_batch)?;
+                for (&(a, b), p) in pairs.iter().zip(ps) {
+                    matrix[a * n + b] = p;
+                }
+                Ok((aggregate(&matrix, n, aggregation)?, pairs.len()))
+            }
+            Method::Sort { both_orders } => {
+                let mut calls = 0;
+                let (order, _) = sort_by_preference::<Error>(n, &mut |a, b| {
+                    if both_orders {
+                        calls += 2;
+                        let p = self.preferences(query, documents, &[(a, b), (b, a)], on_batch)?;
+                        Ok((p[0] + 1.0 - p[1]) / 2.0 > 0.5)
+                    } else {
+                        calls += 1;
+                        Ok(self.preferences(query, documents, &[(a, b)], on_batch)?[0] > 0.5)
+                    }
+                })?;
+                let mut scores = vec![0.0; n];
+                for (position, &i) in order.iter().enumerate() {
+                    scores[i] = (n - position) as f64;
+                }
+                Ok((scores, calls))
+            }
+        }
+    }
+
+    /// The comparator's checked P(documents[a] > documents[b]) for each `(a, b)`.
+    fn preferences(
+        &self,
+        query: &str,
+        documents: &[&str],
+        pairs: &[(usize, usize)],
+        on_batch: &mut OnBatch<'_>,
+    ) -> Result<Vec<f64>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|&(a, b)| (documents[a], documents[b]))
+            .collect();
+        let ps = self.comparator.preferences(query, &texts, on_batch)?;
+        let label = self.comparator.label();
+        if ps.len() != pairs.len() {
+            return Err(Error::invalid(format!(
+                "comparator {label} returned {} probabilities for {} pairs",
+                ps.len(),
+                pairs.len()
+            )));
+        }
+        for (&(a, b), &p) in pairs.iter().zip(&ps) {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::invalid(format!(
+                    "comparator {label} returned {p} for documents {a} and {b}; expected a \
+                     probability in [0, 1]"
+                )));
+            }
+        }
+        Ok(ps)
+    }
+}
 
 /// How all-pairs preferences become one score per document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,5 +291,60 @@ mod tests {
         assert_eq!(none, 0);
         let failed = sort_by_preference(3, &mut |_, _| Err("no"));
         assert_eq!(failed, Err("no"));
+    }
+
+    /// P(a > b) from the documents' lengths, or a fixed (bad) answer.
+    struct ByLength(Option<f64>);
+
+    impl Comparator for ByLength {
+        fn preferences(
+            &self,
+            _: &str,
+            pairs: &[(&str, &str)],
+            _: &mut OnBatch<'_>,
+        ) -> Result<Vec<f64>> {
+            Ok(pairs
+                .iter()
+                .map(|(a, b)| self.0.unwrap_or(if a.len() > b.len() { 0.9 } else { 0.1 }))
+                .collect())
+        }
+        fn label(&self) -> String {
+            "by_length".into()
+        }
+    }
+
+    #[test]
+    fn the_reranker_orders_by_its_comparator_and_checks_it() {
+        let documents = ["ab", "abcd", "a", "abc"];
+        for method in [
+            Method::AllPairs(Aggregation::Sum),
+            Method::AllPairs(Aggregation::Copeland),
+            Method::Sort { both_orders: true },
+            Method::Sort { both_orders: false },
+        ] {
+            let reranker = PairwiseReranker {
+                comparator: Arc::new(ByLength(None)),
+                method,
+            };
+            let (scores, calls) = reranker.scores("q", &documents, &mut |_| Ok(())).unwrap();
+            let mut order: Vec<usize> = (0..4).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            assert_eq!(order, [1, 3, 0, 2], "{method:?}");
+            if let Method::AllPairs(_) = method {
+                assert_eq!(calls, 12);
+            }
+        }
+        let bad = PairwiseReranker {
+            comparator: Arc::new(ByLength(Some(1.5))),
+            method: Method::Sort { both_orders: false },
+        };
+        let err = bad.scores("q", &documents, &mut |_| Ok(())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("comparator by_length returned 1.5"),
+            "{err}"
+        );
+        assert!(Method::from_names("best", "sum", true).is_err());
+        assert!(Method::from_names("sort", "max", true).is_err());
     }
 }

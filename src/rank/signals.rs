@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 
+use crate::rank::scorer::{BiEncoderScorer, CrossEncoderScorer, Scorer};
 use crate::retrieve::analyzer::AnalyzerConfig;
 use crate::retrieve::bm25::{Bm25, Bm25Params};
-use crate::retrieve::similarity::cosine_matrix;
 use crate::score::batching::OnBatch;
-use crate::score::bi_encoder::BiEncoder;
-use crate::score::cross_encoder::{CrossEncoder, PredictOptions};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Signal names, as the weights and explanations spell them.
 pub const CROSS_ENCODER: &str = "cross_encoder";
@@ -30,10 +28,9 @@ pub enum Bm25Statistics {
 /// The model signals a hybrid re-rank uses; any may be absent.
 #[derive(Clone)]
 pub struct ModelSignals {
-    pub cross_encoder: Option<Arc<CrossEncoder>>,
-    pub bi_encoder: Option<Arc<BiEncoder>>,
+    pub cross_encoder: Option<Arc<CrossEncoderScorer>>,
+    pub bi_encoder: Option<Arc<BiEncoderScorer>>,
     pub bm25: Option<Bm25Statistics>,
-    pub batch_size: usize,
 }
 
 /// One query's candidates, with their embeddings when the caller already has them
@@ -69,21 +66,6 @@ impl ModelSignals {
         candidates: &Candidates<'_>,
         on_batch: &mut (dyn FnMut(usize) -> Result<()> + Send),
     ) -> Result<Vec<(&'static str, Vec<f64>)>> {
-        if self.batch_size == 0 {
-            return Err(Error::invalid(
-                "batch_size must be a positive integer, got 0",
-            ));
-        }
-        if let (Some(e), Some(be)) = (candidates.embeddings, &self.bi_encoder) {
-            if e.len() != candidates.documents.len() * be.dim() {
-                return Err(Error::invalid(format!(
-                    "embeddings hold {} values for {} documents of dimension {}",
-                    e.len(),
-                    candidates.documents.len(),
-                    be.dim()
-                )));
-            }
-        }
         let (cross, (bm25, bi)) = rayon::join(
             || self.cross_encoder_scores(candidates, on_batch),
             || {
@@ -107,16 +89,10 @@ impl ModelSignals {
         c: &Candidates<'_>,
         on_batch: &mut OnBatch<'_>,
     ) -> Result<Option<Vec<f64>>> {
-        let Some(ce) = &self.cross_encoder else {
-            return Ok(None);
-        };
-        let pairs: Vec<(&str, &str)> = c.documents.iter().map(|d| (c.query, *d)).collect();
-        let options = PredictOptions {
-            batch_size: self.batch_size,
-            ..Default::default()
-        };
-        let scores = ce.predict(&pairs, &options, on_batch)?;
-        Ok(Some(scores.values.iter().map(|&v| v as f64).collect()))
+        self.cross_encoder
+            .as_ref()
+            .map(|ce| ce.score(c.query, c.documents, on_batch))
+            .transpose()
     }
 
     fn bm25_scores(&self, c: &Candidates<'_>) -> Result<Option<Vec<f64>>> {
@@ -136,20 +112,9 @@ impl ModelSignals {
     }
 
     fn bi_encoder_scores(&self, c: &Candidates<'_>) -> Result<Option<Vec<f64>>> {
-        let Some(be) = &self.bi_encoder else {
-            return Ok(None);
-        };
-        let mut quiet = |_| Ok(());
-        let query = be.encode(&[c.query], 1, None, None, &mut quiet)?;
-        let encoded;
-        let documents = match c.embeddings {
-            Some(e) => e,
-            None => {
-                encoded = be.encode(c.documents, self.batch_size, None, None, &mut quiet)?;
-                &encoded.values
-            }
-        };
-        let sims = cosine_matrix(&query.values, documents, be.dim())?;
-        Ok(Some(sims.into_iter().map(f64::from).collect()))
+        self.bi_encoder
+            .as_ref()
+            .map(|be| be.similarities(c.query, c.documents, c.embeddings, &mut |_| Ok(())))
+            .transpose()
     }
 }

@@ -9,19 +9,11 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from crossrank._core import (
-    BM25,
-    BiEncoder,
-    CrossEncoder,
-    DenseIndex,
-    ModelSignals,
-    check_weights,
-    combine_signals,
-    fit_weights,
-)
+from crossrank import _core
+from crossrank._core import BM25, BiEncoder, CrossEncoder, DenseIndex, check_weights, fit_weights
 from crossrank.reranking.base import Ranking, Reranker, _check_query_documents, _finite_scores, _optional_count
 from crossrank.reranking.rules import _Rule
-from crossrank.reranking.scoring import Scorer, score_documents
+from crossrank.reranking.scoring import Scorer, as_scorer
 
 NORMALIZATIONS = ("minmax", "zscore", "sigmoid", "rank", "none")
 
@@ -45,6 +37,10 @@ class HybridReranker(Reranker):
     "sigmoid", "rank", "none", or a dict per signal) and fused by a weighted sum
     (``fusion="weighted"``) or reciprocal rank fusion (``fusion="rrf"``, constant ``k``).
     Weights default to 1 for every configured signal; they must be finite, >= 0 and not all 0.
+
+    A re-rank runs in the Rust core (``crossrank._core.HybridReranker``) with the GIL
+    released: the cross-encoder, bi-encoder and BM25 signals side by side, beside any
+    Python signal (called back under the GIL), then normalization and fusion.
     """
 
     def __init__(
@@ -94,8 +90,7 @@ class HybridReranker(Reranker):
         for n, method in self.normalization.items():
             if method not in NORMALIZATIONS:
                 raise ValueError(f"normalization of {n!r} is {method!r}; expected one of {NORMALIZATIONS}")
-        self.weights = self._check_weights(weights if weights is not None else {n: 1.0 for n in names})
-        self._signals = self._rust_signals()
+        self.weights = weights if weights is not None else {n: 1.0 for n in names}
 
     @property
     def signal_names(self) -> list[str]:
@@ -112,24 +107,80 @@ class HybridReranker(Reranker):
             names.append("metadata")
         return names + [n for n in self.signals if n not in names]
 
-    def _check_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
+    @property
+    def weights(self) -> dict[str, float]:
+        """``{signal: weight}``; setting it checks the weights and rebuilds the core."""
+        return dict(self._weights)
+
+    @weights.setter
+    def weights(self, weights: Mapping[str, float]) -> None:
         names = self.signal_names
         unknown = set(weights) - set(names)
         if unknown:
             raise ValueError(f"weights for unknown signals {sorted(unknown)}; configured signals: {names}")
-        out = {n: float(weights.get(n, 0.0)) for n in names}
-        check_weights(list(out.items()))
-        return out
+        weights = {n: float(weights.get(n, 0.0)) for n in names}
+        check_weights(list(weights.items()))
+        self._weights = weights
+        self._core = self._build_core()
 
-    def _rust_signals(self) -> ModelSignals:
-        """The model signals the Rust core computes side by side with the GIL released:
-        crossrank's own models (a Python subclass may override ``predict`` / ``encode``, so
-        it goes through the dispatcher instead) and BM25."""
-        plain = {name: model for name, model, cls in (("cross_encoder", self.cross_encoder, CrossEncoder),
-                                                      ("bi_encoder", self.bi_encoder, BiEncoder))
-                 if model is not None and type(model) is cls}
-        return ModelSignals(**plain, bm25=self.bm25 if self.bm25 is not False else None,
-                            batch_size=self.batch_size)
+    def _build_core(self) -> _core.HybridReranker:
+        """The core's re-ranker for this configuration: crossrank's own models and BM25 run
+        in Rust; a model subclass (which may override ``predict`` / ``encode``) and the
+        ``signals`` callables are called back; first-stage and metadata values are given
+        per call."""
+        models, scorers = {}, []
+        if type(self.cross_encoder) is CrossEncoder:
+            models["cross_encoder"] = self.cross_encoder
+        elif self.cross_encoder is not None:
+            scorers.append(("cross_encoder", as_scorer(self.cross_encoder, self.batch_size)))
+        if type(self.bi_encoder) is BiEncoder:
+            models["bi_encoder"] = self.bi_encoder
+        scorers += [(name, as_scorer(f, self.batch_size)) for name, f in self.signals.items()]
+        given = [n for n, on in (("bi_encoder", self._python_bi_encoder), ("first_stage", self.first_stage),
+                                 ("metadata", bool(self.metadata_rules))) if on]
+        return _core.HybridReranker(
+            [(n, self.normalization[n], self._weights[n]) for n in self.signal_names], **models,
+            bm25=self.bm25 if self.bm25 is not False else None, scorers=scorers, given=given,
+            fusion=self.fusion, k=self.k, batch_size=self.batch_size)
+
+    @property
+    def _python_bi_encoder(self) -> bool:
+        """A BiEncoder subclass (it may override ``encode``): its signal is computed here,
+        with the candidates' embeddings when given, and handed to the core per call."""
+        return self.bi_encoder is not None and type(self.bi_encoder) is not BiEncoder
+
+    def _given(self, query: str, documents: list[str], metadata: Sequence[Mapping] | None,
+               first_stage_scores: Sequence[float] | None, embeddings: np.ndarray | None) -> dict[str, list[float]]:
+        """The values of the signals each call gives: a BiEncoder subclass's, first-stage
+        scores and metadata rules'."""
+        n = len(documents)
+        given = {}
+        if self._python_bi_encoder:
+            q = self.bi_encoder.encode([query], batch_size=self.batch_size)
+            rows = self.bi_encoder.encode(documents, batch_size=self.batch_size) if embeddings is None else embeddings
+            given["bi_encoder"] = list(_finite_scores(self.bi_encoder.similarity(q, rows)[0], n,
+                                                      "signal 'bi_encoder'"))
+        if self.first_stage:
+            given["first_stage"] = (list(-np.arange(n, dtype=np.float64)) if first_stage_scores is None else
+                                    list(_finite_scores(first_stage_scores, n, "first_stage_scores")))
+        if self.metadata_rules:
+            if metadata is None or len(metadata) != n:
+                raise ValueError(f"metadata_rules need one metadata dict per document: got "
+                                 f"{'none' if metadata is None else len(metadata)} for {n} documents")
+            total = sum(r.weight for r in self.metadata_rules)
+            given["metadata"] = [sum(r.weight * r.score_document(query, m, i) for r in self.metadata_rules) / total
+                                 for i, m in enumerate(metadata)]
+        return given
+
+    @staticmethod
+    def _embeddings(embeddings: Any, n: int) -> np.ndarray | None:
+        if embeddings is None:
+            return None
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[0] != n:
+            raise ValueError(f"embeddings must be a ({n}, dim) array, one row per document; got shape "
+                             f"{embeddings.shape}")
+        return embeddings
 
     def raw_signals(self, query: str, documents: Sequence[str], metadata: Sequence[Mapping] | None = None,
                     first_stage_scores: Sequence[float] | None = None,
@@ -138,52 +189,16 @@ class HybridReranker(Reranker):
         candidates' embeddings ``(len(documents), dim)`` when you have them (a
         :class:`DenseIndex`, a vector store), so the bi-encoder embeds only the query."""
         documents = _check_query_documents(query, documents)
-        n = len(documents)
-        if embeddings is not None:
-            embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-            if embeddings.ndim != 2 or embeddings.shape[0] != n:
-                raise ValueError(f"embeddings must be a ({n}, dim) array, one row per document; got shape "
-                                 f"{embeddings.shape}")
-        # crossrank's models and BM25 in Rust, side by side, the GIL released.
-        out: dict[str, np.ndarray] = dict(self._signals.compute(query, documents, embeddings=embeddings))
-        if self.cross_encoder is not None and "cross_encoder" not in out:
-            out["cross_encoder"] = score_documents(self.cross_encoder, query, documents, self.batch_size,
-                                                   "signal 'cross_encoder'")
-        if self.bi_encoder is not None and "bi_encoder" not in out:
-            if embeddings is None:
-                out["bi_encoder"] = score_documents(self.bi_encoder, query, documents, self.batch_size,
-                                                    "signal 'bi_encoder'")
-            else:
-                q = self.bi_encoder.encode([query], batch_size=self.batch_size)
-                out["bi_encoder"] = self.bi_encoder.similarity(q, embeddings)[0].astype(np.float64)
-        if self.first_stage:
-            if first_stage_scores is None:
-                out["first_stage"] = -np.arange(n, dtype=np.float64)
-            else:
-                out["first_stage"] = _finite_scores(first_stage_scores, n, "first_stage_scores")
-        if self.metadata_rules:
-            if metadata is None or len(metadata) != n:
-                raise ValueError(f"metadata_rules need one metadata dict per document: got "
-                                 f"{'none' if metadata is None else len(metadata)} for {n} documents")
-            total = sum(r.weight for r in self.metadata_rules)
-            out["metadata"] = np.array([
-                sum(r.weight * r.score_document(query, m, i) for r in self.metadata_rules) / total
-                for i, m in enumerate(metadata)])
-        for name, f in self.signals.items():
-            out[name] = score_documents(f, query, documents, self.batch_size, f"signal {name!r}")
-        return out
-
-    def _combine(self, raw: Mapping[str, np.ndarray], weights: Mapping[str, float]):
-        names = self.signal_names
-        return names, combine_signals(names, [list(map(float, raw[n])) for n in names],
-                                      [weights[n] for n in names], [self.normalization[n] for n in names],
-                                      "weighted" if self.fusion == "weighted" else "rrf", self.k)
+        embeddings = self._embeddings(embeddings, len(documents))
+        return self._core.signals(query, documents, embeddings=embeddings,
+                                  given=self._given(query, documents, metadata, first_stage_scores, embeddings))
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         if not documents:
             return np.zeros(0)
-        _, (scores, _, _) = self._combine(self.raw_signals(query, documents), self.weights)
-        return np.asarray(scores)
+        documents = _check_query_documents(query, documents)
+        _, scores, _, _ = self._core.rerank(query, documents, given=self._given(query, documents, None, None, None))
+        return scores
 
     def rerank(self, query: str, documents: Sequence[str], metadata: Sequence[Mapping] | None = None,
                top_k: int | None = None, explain: bool = False, first_stage_scores: Sequence[float] | None = None,
@@ -198,16 +213,17 @@ class HybridReranker(Reranker):
         start = time.perf_counter()
         if not head:
             return self._ranked(documents, np.zeros(0), None, top_k, return_documents, {})
-        raw = self.raw_signals(query, head, None if metadata is None else list(metadata)[:n_head],
-                               None if first_stage_scores is None else list(first_stage_scores)[:n_head],
-                               None if embeddings is None else np.asarray(embeddings)[:n_head])
-        names, (scores, normalized, contributions) = self._combine(raw, self.weights)
+        vectors = None if embeddings is None else self._embeddings(np.asarray(embeddings)[:n_head], n_head)
+        given = self._given(query, head, None if metadata is None else list(metadata)[:n_head],
+                            None if first_stage_scores is None else list(first_stage_scores)[:n_head], vectors)
+        raw, scores, normalized, contributions = self._core.rerank(query, head, embeddings=vectors, given=given)
         extra = None
         if explain:
+            names = self.signal_names
             extra = [{"explanation": {n: {"raw": float(raw[n][i]), "normalized": float(normalized[j][i]),
                                           "contribution": float(contributions[j][i])}
                                       for j, n in enumerate(names)}} for i in range(n_head)]
-        return self._ranked(documents, np.asarray(scores), extra, top_k, return_documents,
+        return self._ranked(documents, scores, extra, top_k, return_documents,
                             {"HybridReranker": time.perf_counter() - start})
 
     def fit(self, data: Any, metric: str = "ndcg@10", depth: int = 100, candidates: Mapping | None = None,
@@ -240,7 +256,7 @@ class HybridReranker(Reranker):
         if not training:
             raise ValueError("no training query has candidates")
         names = self.signal_names
-        result = fit_weights(training, metric, [self.weights[n] for n in names],
+        result = fit_weights(training, metric, [self._weights[n] for n in names],
                              [self.normalization[n] for n in names],
                              "weighted" if self.fusion == "weighted" else "rrf", self.k, max_rounds)
         self.weights = dict(zip(names, result["weights"]))

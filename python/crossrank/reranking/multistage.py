@@ -3,13 +3,13 @@ expensive ones on the few that survive each cut."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from crossrank.reranking.base import Ranking, Reranker, _check_query_documents, _finite_scores, _label, _optional_count
-from crossrank.reranking.scoring import _ModelReranker, as_reranker
+from crossrank import _core
+from crossrank.reranking.base import Ranking, Reranker, _check_query_documents, _label, _optional_count
+from crossrank.reranking.scoring import as_scorer
 
 
 class MultiStage(Reranker):
@@ -22,6 +22,9 @@ class MultiStage(Reranker):
     An N larger than the number of candidates re-scores them all. ``rerank`` returns a
     :class:`Ranking` whose ``timings`` give seconds per stage; each result's ``"stage"`` is
     the index of the last stage that scored it and ``"score"`` that stage's score.
+
+    The cascade runs in the Rust core with the GIL released; crossrank's models score there
+    too, and a Python stage is called back under the GIL.
     """
 
     def __init__(self, stages: Sequence[tuple[Any, int]], batch_size: int = 32, **selective: Any) -> None:
@@ -35,28 +38,13 @@ class MultiStage(Reranker):
             model, n = stage
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
                 raise ValueError(f"stages[{i}]: top_n must be a positive integer, got {n!r}")
-            self.stages.append((as_reranker(model) if isinstance(model, Reranker) else
-                                _ModelReranker(model, batch_size=batch_size), int(n)))
-
-    def _cascade(self, query: str, documents: list[str]):
-        order = list(range(len(documents)))
-        scores: dict[int, tuple[float, int]] = {}
-        timings = {}
-        for s, (model, n) in enumerate(self.stages):
-            head = order[:n]
-            start = time.perf_counter()
-            got = _finite_scores(model.score(query, [documents[i] for i in head]), len(head), f"stage {s}") \
-                if head else np.zeros(0)
-            timings[f"stage {s} ({_label(model)}, top {n})"] = time.perf_counter() - start
-            for i, v in zip(head, got):
-                scores[i] = (float(v), s)
-            ranked_head = sorted(range(len(head)), key=lambda j: (-got[j], j))
-            order = [head[j] for j in ranked_head] + order[n:]
-        return order, scores, timings
+            self.stages.append((model, int(n)))
+        self._cascade = _core.MultiStage([(as_scorer(m, batch_size), n, _label(m)) for m, n in self.stages],
+                                         batch_size)
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Scores that reproduce the cascade's order (higher = earlier): ``n - position``."""
-        order, _, _ = self._cascade(query, list(documents))
+        order, _, _ = self._cascade.cascade(query, list(documents))
         out = np.zeros(len(order))
         for position, i in enumerate(order):
             out[i] = len(order) - position
@@ -67,10 +55,10 @@ class MultiStage(Reranker):
         documents = _check_query_documents(query, documents)
         top_k = _optional_count(top_k, "top_k")
         n_head = len(documents) if self.rerank_top_n is None else min(self.rerank_top_n, len(documents))
-        order, scores, timings = self._cascade(query, documents[:n_head])
+        order, scored, timings = self._cascade.cascade(query, documents[:n_head])
         # Scored by at least one stage, in the cascade's order; then the rest in input order.
-        head = [{"corpus_id": i, "score": scores[i][0], "stage": scores[i][1]} for i in order if i in scores]
-        tail = [i for i in order if i not in scores] + list(range(n_head, len(documents)))
+        head = [{"corpus_id": i, "score": scored[i][0], "stage": scored[i][1]} for i in order if scored[i]]
+        tail = [i for i in order if not scored[i]] + list(range(n_head, len(documents)))
         return self._finish(head, tail, documents, top_k, return_documents, timings, stage=None)
 
     def __repr__(self) -> str:

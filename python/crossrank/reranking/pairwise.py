@@ -4,11 +4,13 @@ merge sort with O(n log n) comparisons)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from crossrank._core import CrossEncoder, aggregate_preferences, sort_by_preference
+from crossrank import _core
+from crossrank._core import CrossEncoder
 from crossrank.reranking.base import Reranker, _label, _name
 
 Comparator = Callable[[str, str, str], float]
@@ -31,67 +33,24 @@ class PairwiseReranker(Reranker):
 
     ``rerank`` returns a :class:`Ranking` with ``comparisons`` (comparator evaluations).
     Pairwise re-ranking is quadratic or n log n model calls: use it on a short list, e.g. as
-    the last stage of :class:`MultiStage` or with ``rerank_top_n``.
+    the last stage of :class:`MultiStage` or with ``rerank_top_n``. It runs in the Rust core
+    with the GIL released; a Python comparator is called back under the GIL.
     """
 
     def __init__(self, comparator: CrossEncoder | Comparator, method: Literal["allpairs", "sort"] = "allpairs",
                  aggregation: Literal["sum", "copeland"] = "sum", both_orders: bool = True, batch_size: int = 32,
                  **selective: Any) -> None:
         super().__init__(**selective)
-        if not (isinstance(comparator, CrossEncoder) or callable(comparator)):
-            raise TypeError(f"comparator must be a CrossEncoder or a callable f(query, a, b) -> float, "
-                            f"got {type(comparator).__name__}")
-        if method not in ("allpairs", "sort"):
-            raise ValueError(f'unknown method {method!r}; expected "allpairs" or "sort"')
-        if aggregation not in ("sum", "copeland"):
-            raise ValueError(f'unknown aggregation {aggregation!r}; expected "sum" or "copeland"')
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.comparator, self.method, self.aggregation = comparator, method, aggregation
         self.both_orders, self.batch_size = bool(both_orders), batch_size
-
-    def _preferences(self, query: str, documents: list[str], pairs: list[tuple[int, int]]) -> np.ndarray:
-        """P(documents[a] > documents[b]) for each (a, b) in ``pairs``, checked."""
-        if not pairs:
-            return np.zeros(0)
-        texts = [(documents[a], documents[b]) for a, b in pairs]
-        if isinstance(self.comparator, CrossEncoder):
-            return self.comparator.compare(query, texts, batch_size=self.batch_size)
-        out = np.empty(len(pairs))
-        for k, (a, b) in enumerate(texts):
-            p = self.comparator(query, a, b)
-            if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-                raise TypeError(f"comparator {_name(self.comparator)} must return a float, got {type(p).__name__}")
-            if not 0.0 <= p <= 1.0:  # also refuses NaN
-                raise ValueError(f"comparator {_name(self.comparator)} returned {p} for documents "
-                                 f"{pairs[k][0]} and {pairs[k][1]}; expected a probability in [0, 1]")
-            out[k] = p
-        return out
+        # A CrossEncoder subclass may override ``compare``: it is asked through Python.
+        core_comparator = comparator if type(comparator) is CrossEncoder or not isinstance(comparator, CrossEncoder) \
+            else functools.partial(_compare_one, comparator, batch_size)
+        self._core = _core.PairwiseReranker(core_comparator, method, aggregation, self.both_orders, batch_size,
+                                            _name(comparator))
 
     def _scores(self, query: str, documents: list[str]) -> tuple[np.ndarray, int]:
-        n = len(documents)
-        if self.method == "allpairs":
-            pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
-            matrix = np.zeros((n, n))
-            for (a, b), p in zip(pairs, self._preferences(query, documents, pairs)):
-                matrix[a, b] = p
-            return aggregate_preferences(matrix, self.aggregation), len(pairs)
-
-        calls = 0
-
-        def before(a: int, b: int) -> bool:
-            nonlocal calls
-            if not self.both_orders:
-                calls += 1
-                return bool(self._preferences(query, documents, [(a, b)])[0] > 0.5)
-            p_ab, p_ba = self._preferences(query, documents, [(a, b), (b, a)])
-            calls += 2
-            return bool((p_ab + 1.0 - p_ba) / 2 > 0.5)
-
-        order, _ = sort_by_preference(n, before)
-        scores = np.empty(n)
-        scores[order] = np.arange(n, 0, -1, dtype=np.float64)
-        return scores, calls
+        return self._core.scores(query, documents)
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return self._scores(query, list(documents))[0]
@@ -103,3 +62,8 @@ class PairwiseReranker(Reranker):
     def __repr__(self) -> str:
         return (f"PairwiseReranker({_label(self.comparator)}, method={self.method!r}, "
                 f"aggregation={self.aggregation!r})")
+
+
+def _compare_one(model: CrossEncoder, batch_size: int, query: str, a: str, b: str) -> float:
+    """A duo model's P(a > b) through its (possibly overridden) ``compare``."""
+    return float(model.compare(query, [(a, b)], batch_size=batch_size)[0])

@@ -11,6 +11,7 @@ dtype and checks.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -53,6 +54,22 @@ def score_documents(model: Any, query: str, documents: Sequence[str], batch_size
     else:
         raise TypeError(f"expected a CrossEncoder, BiEncoder, Reranker or callable, got {type(model).__name__}")
     return _finite_scores(scores, len(documents), _name(model) if name is None else name)
+
+
+def as_scorer(model: Any, batch_size: int = 32) -> Any:
+    """What the Rust core's re-rankers take as a scorer: crossrank's own CrossEncoder and
+    BiEncoder as they are (the core scores with them, GIL released), a Reranker's ``score``,
+    and any other model or callable through :func:`score_documents` (called back under the
+    GIL; a model subclass may override ``predict`` / ``encode``)."""
+    if type(model) in (CrossEncoder, BiEncoder):
+        return model
+    if isinstance(model, Reranker):
+        return model.score
+    if not is_scorer(model):
+        raise TypeError(f"expected a CrossEncoder, BiEncoder, Reranker or callable, got {type(model).__name__}")
+    if isinstance(model, (CrossEncoder, BiEncoder)):
+        return functools.partial(score_documents, model, batch_size=batch_size)
+    return model
 
 
 class _ModelReranker(Reranker):
