@@ -2,8 +2,9 @@
 computed one after another from Python (how HybridReranker computed them up to session 8),
 against crossrank._core.ModelSignals (all three in Rust, side by side, GIL released), and
 against ModelSignals given the candidates' embeddings (from a DenseIndex / vector store),
-which leaves the bi-encoder only the query to embed. The full HybridReranker.rerank is
-timed as well. Same models and candidates for every row; runs interleaved; medians.
+which leaves the bi-encoder only the query to embed. The full HybridReranker.rerank (since
+session 9 one call into crossrank._core.HybridReranker: signals, normalization and fusion
+with the GIL released) is timed with and without the embeddings. Same models and candidates for every row; runs interleaved; medians.
 
 Workload: the first N Cranfield queries, BM25 top-100 candidates each (title + text),
 cross-encoder fixture at max_length 512, all-MiniLM-L6-v2 bi-encoder, batch 32, 2 threads.
@@ -73,7 +74,9 @@ def main() -> None:
         "ModelSignals (Rust, side by side)": lambda q, d, ids: signals.compute(q, d),
         "ModelSignals with the candidates' embeddings": lambda q, d, ids: signals.compute(
             q, d, embeddings=corpus_embeddings[np.asarray(ids)]),
-        "HybridReranker.rerank (after)": lambda q, d, ids: hybrid.rerank(q, d),
+        "HybridReranker.rerank (after: one core call)": lambda q, d, ids: hybrid.rerank(q, d),
+        "HybridReranker.rerank with the candidates' embeddings": lambda q, d, ids: hybrid.rerank(
+            q, d, embeddings=corpus_embeddings[np.asarray(ids)]),
     }
     check = {name: f(*work[0]) for name, f in rows.items() if "rerank" not in name}
     reference = check["before: signals one after another from Python"]
