@@ -13,8 +13,10 @@
 //!   ([`score::cpu`]: packed sequences, its own GEMM dispatch and int8 kernels) and
 //!   candle's (the CPU engine's reference, and the path on GPUs). Batching, pooling and
 //!   long-document windows live beside them.
-//! - [`rank`]: ordering from scores. Normalization, fusion, hybrid signal weighting
-//!   (weights fit by coordinate ascent), calibration, pairwise preference aggregation.
+//! - [`rank`]: ordering from scores. The re-rankers ([`HybridReranker`],
+//!   [`MultiStage`], [`PairwiseReranker`]) over one [`Scorer`] trait; normalization,
+//!   fusion, hybrid signal weighting (weights fit by coordinate ascent), calibration,
+//!   pairwise preference aggregation.
 //! - [`metrics`]: trec_eval-exact evaluation of a run against judgments.
 //!
 //! Beside that path:
@@ -40,6 +42,11 @@ mod python;
 pub use error::{Error, Result};
 pub use model::precision::Precision;
 pub use model::source::HubOptions;
+pub use rank::hybrid::{Extra, Fusion, HybridReranker, SignalWeight};
+pub use rank::multistage::{Cascade, MultiStage, Stage};
+pub use rank::pairwise::{Comparator, Method as PairwiseMethod, PairwiseReranker};
+pub use rank::scorer::{BiEncoderScorer, CrossEncoderScorer, Scorer};
+pub use rank::signals::{Bm25Statistics, Candidates, ModelSignals};
 pub use retrieve::analyzer::AnalyzerConfig;
 pub use retrieve::bm25::{Bm25, Bm25Params};
 pub use retrieve::dense_index::DenseIndex;

@@ -13,6 +13,7 @@ use tokenizers::{
 
 use crate::error::{Error, Result};
 use crate::model::checkpoint::Family;
+use crate::model::config::Config;
 use crate::model::source::ModelSource;
 
 pub struct TextTokenizer {
@@ -25,6 +26,24 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
+    /// A model's tokenizer, truncating at `requested` tokens; else at `preferred` (e.g.
+    /// sentence-transformers' `max_seq_length`), else at the tokenizer's `model_max_length`;
+    /// never past the family's position table for `config`.
+    pub fn for_model(
+        source: &ModelSource,
+        family: Family,
+        config: &Config,
+        requested: Option<usize>,
+        preferred: Option<usize>,
+    ) -> Result<Self> {
+        let limit = family.max_tokens(config);
+        Self::load(
+            source,
+            family,
+            resolve_max_length(source, requested, preferred, limit)?,
+        )
+    }
+
     pub fn load(source: &ModelSource, family: Family, max_length: usize) -> Result<Self> {
         let mut inner = if let Some(path) = source.file("tokenizer.json")? {
             Tokenizer::from_file(&path)
@@ -310,7 +329,7 @@ fn model_token_id(model: &WordPiece, token: &str) -> Option<u32> {
 /// The effective `max_length`, as sentence-transformers resolves it: the argument, else
 /// `preferred` (a sentence-transformers config value), else the tokenizer's
 /// `model_max_length`; never beyond the position table (`limit`).
-pub fn resolve_max_length(
+fn resolve_max_length(
     source: &ModelSource,
     requested: Option<usize>,
     preferred: Option<usize>,

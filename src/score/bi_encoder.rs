@@ -7,7 +7,7 @@ use crate::model::config::ModelConfig;
 use crate::model::device::parse_device;
 use crate::model::precision::Precision;
 use crate::model::source::{HubOptions, ModelSource};
-use crate::model::tokenize::{resolve_max_length, TextTokenizer};
+use crate::model::tokenize::TextTokenizer;
 use crate::score::batching::{run_batched, OnBatch};
 use crate::score::engine::{Backend, Engine};
 use crate::score::pooling::{normalize_rows, Pooling};
@@ -58,9 +58,13 @@ impl BiEncoder {
         let family = ckpt.family;
         let engine = backend.embedder(&ckpt, &config.encoder, options.precision)?;
         let st = SentenceTransformerConfig::load(&source)?;
-        let limit = family.max_tokens(&config.encoder);
-        let max_length = resolve_max_length(&source, options.max_length, st.max_seq_length, limit)?;
-        let tokenizer = TextTokenizer::load(&source, family, max_length)?;
+        let tokenizer = TextTokenizer::for_model(
+            &source,
+            family,
+            &config.encoder,
+            options.max_length,
+            st.max_seq_length,
+        )?;
         Ok(Self {
             engine,
             tokenizer,

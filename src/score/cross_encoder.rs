@@ -11,7 +11,7 @@ use crate::model::config::ModelConfig;
 use crate::model::device::parse_device;
 use crate::model::precision::Precision;
 use crate::model::source::{HubOptions, ModelSource};
-use crate::model::tokenize::{resolve_max_length, TextTokenizer};
+use crate::model::tokenize::TextTokenizer;
 use crate::score::batching::{run_batched, OnBatch, CHUNK};
 use crate::score::engine::{Backend, Engine};
 use crate::score::long_document::LongDocument;
@@ -148,9 +148,8 @@ impl CrossEncoder {
         let ckpt = Checkpoint::classifier(&source, &config, &backend.device())?;
         let family = ckpt.family;
         let engine = backend.classifier(&ckpt, &config.encoder, num_labels, options.precision)?;
-        let limit = family.max_tokens(&config.encoder);
-        let max_length = resolve_max_length(&source, options.max_length, None, limit)?;
-        let tokenizer = TextTokenizer::load(&source, family, max_length)?;
+        let tokenizer =
+            TextTokenizer::for_model(&source, family, &config.encoder, options.max_length, None)?;
         let activation = match options.activation {
             Some(a) => a,
             None => default_activation(&config, num_labels)?,

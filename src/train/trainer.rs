@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint::{Checkpoint, Family, InputScheme};
 use crate::model::config::ModelConfig;
 use crate::model::source::{HubOptions, ModelSource};
-use crate::model::tokenize::{resolve_max_length, TextTokenizer};
+use crate::model::tokenize::TextTokenizer;
 use crate::score::candle::bert::EncoderInput;
 use crate::score::candle::make_input;
 use crate::train::batch::{Batch, Target};
@@ -191,9 +191,13 @@ impl Trainer {
                 model.num_labels()
             )));
         }
-        let limit = family.max_tokens(&model_config.encoder);
-        let max_length = resolve_max_length(&source, config.max_length, None, limit)?;
-        let tokenizer = TextTokenizer::load(&source, family, max_length)?;
+        let tokenizer = TextTokenizer::for_model(
+            &source,
+            family,
+            &model_config.encoder,
+            config.max_length,
+            None,
+        )?;
         let dropout_p = match config.dropout {
             Some(p) => p,
             None => model_config
