@@ -4,7 +4,8 @@ against crossrank._core.ModelSignals (all three in Rust, side by side, GIL relea
 against ModelSignals given the candidates' embeddings (from a DenseIndex / vector store),
 which leaves the bi-encoder only the query to embed. The full HybridReranker.rerank (since
 session 9 one call into crossrank._core.HybridReranker: signals, normalization and fusion
-with the GIL released) is timed with and without the embeddings. Same models and candidates for every row; runs interleaved; medians.
+with the GIL released) is timed with and without the embeddings. Same models and candidates
+for every row; runs interleaved; medians.
 
 Workload: the first N Cranfield queries, BM25 top-100 candidates each (title + text),
 cross-encoder fixture at max_length 512, all-MiniLM-L6-v2 bi-encoder, batch 32, 2 threads.
