@@ -16,7 +16,9 @@ class CrossEncoder:
     """Scores (query, document) pairs with a sequence-classification model.
 
     Same API and scores as ``sentence_transformers.CrossEncoder``. Supports
-    ``BertForSequenceClassification`` and ``XLMRobertaForSequenceClassification``
+    ``BertForSequenceClassification``, ``XLMRobertaForSequenceClassification`` (and
+    ``RobertaForSequenceClassification``), ``ElectraForSequenceClassification`` and
+    ``DistilBertForSequenceClassification``
     checkpoints (safetensors, sharded safetensors or ``pytorch_model.bin``).
 
     Args:

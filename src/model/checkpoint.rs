@@ -11,43 +11,86 @@ use crate::model::names;
 use crate::model::source::ModelSource;
 use crate::model::weights::load_weights;
 
-pub const SUPPORTED_CLASSIFIERS: &str =
-    "BertForSequenceClassification, XLMRobertaForSequenceClassification";
+pub const SUPPORTED_CLASSIFIERS: &str = "BertForSequenceClassification, \
+     XLMRobertaForSequenceClassification, RobertaForSequenceClassification, \
+     ElectraForSequenceClassification, DistilBertForSequenceClassification";
 
-/// The encoder family, which decides position ids, token types and weight prefixes.
+/// The encoder family, which decides position ids, token types, weight names and the
+/// classification head. All are BERT-style post-norm encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Bert,
     XlmRoberta,
+    /// BERT's layers; embeddings of their own size, projected to the hidden size when
+    /// it differs; a head with GELU instead of tanh.
+    Electra,
+    /// BERT's layers under other names, no token types, a head with ReLU.
+    DistilBert,
+}
+
+/// The function between a classification head's dense layer and its output projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadActivation {
+    Tanh,
+    Gelu,
+    Relu,
 }
 
 impl Family {
+    /// By `architectures[0]` of a sequence classifier's config.
+    fn of_classifier(architecture: &str) -> Option<Self> {
+        match architecture {
+            "BertForSequenceClassification" => Some(Family::Bert),
+            "XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification" => {
+                Some(Family::XlmRoberta)
+            }
+            "ElectraForSequenceClassification" => Some(Family::Electra),
+            "DistilBertForSequenceClassification" => Some(Family::DistilBert),
+            _ => None,
+        }
+    }
+
     fn weight_prefixes(self) -> &'static [&'static str] {
         match self {
             Family::Bert => &["bert", ""],
             Family::XlmRoberta => &["roberta", ""],
+            Family::Electra => &["electra", ""],
+            Family::DistilBert => &["distilbert", ""],
+        }
+    }
+
+    /// Where the layers' weights live.
+    pub fn layout(self) -> &'static names::Layout {
+        match self {
+            Family::DistilBert => &names::DISTILBERT_LAYOUT,
+            Family::Bert | Family::XlmRoberta | Family::Electra => &names::BERT_LAYOUT,
         }
     }
 
     /// Positions usable by tokens: RoBERTa's position table starts past the padding index.
     pub fn max_tokens(self, config: &Config) -> usize {
         match self {
-            Family::Bert => config.max_position_embeddings,
             Family::XlmRoberta => config
                 .max_position_embeddings
                 .saturating_sub(config.pad_token_id as usize + 1),
+            Family::Bert | Family::Electra | Family::DistilBert => config.max_position_embeddings,
         }
     }
 
     pub fn input_scheme(self, config: &Config) -> InputScheme {
         match self {
-            Family::Bert => InputScheme {
+            Family::Bert | Family::Electra => InputScheme {
                 roberta_padding_idx: None,
                 token_types: true,
             },
             // transformers' XLM-R tokenizers send no token_type_ids: the model uses zeros.
             Family::XlmRoberta => InputScheme {
                 roberta_padding_idx: Some(config.pad_token_id),
+                token_types: false,
+            },
+            // DistilBERT has no token-type table at all.
+            Family::DistilBert => InputScheme {
+                roberta_padding_idx: None,
                 token_types: false,
             },
         }
@@ -93,21 +136,15 @@ impl Checkpoint {
     /// A checkpoint with a sequence-classification head: the cross-encoder's model.
     pub fn classifier(source: &ModelSource, config: &ModelConfig, device: &Device) -> Result<Self> {
         let arch = config.architectures.first().cloned().unwrap_or_default();
-        let family = match arch.as_str() {
-            "BertForSequenceClassification" => Family::Bert,
-            "XLMRobertaForSequenceClassification" | "RobertaForSequenceClassification" => {
-                Family::XlmRoberta
-            }
-            _ => {
-                return Err(Error::UnsupportedArchitecture {
-                    found: if arch.is_empty() {
-                        "<none in config.json>".into()
-                    } else {
-                        arch
-                    },
-                    supported: SUPPORTED_CLASSIFIERS.to_string(),
-                })
-            }
+        let Some(family) = Family::of_classifier(&arch) else {
+            return Err(Error::UnsupportedArchitecture {
+                found: if arch.is_empty() {
+                    "<none in config.json>".into()
+                } else {
+                    arch
+                },
+                supported: SUPPORTED_CLASSIFIERS.to_string(),
+            });
         };
         Self::load(source, family, device)
     }
@@ -132,16 +169,31 @@ impl Checkpoint {
         }
     }
 
-    /// The classification head: (dense + tanh on the first token, output projection).
-    pub fn head_vbs(&self) -> (VarBuilder<'static>, VarBuilder<'static>) {
+    /// The classification head on the first token: its dense layer's weights, the
+    /// activation after it, and the output projection's weights.
+    pub fn head(&self) -> (VarBuilder<'static>, HeadActivation, VarBuilder<'static>) {
         match self.family {
             Family::Bert => (
                 self.encoder_vb().pp(names::BERT_POOLER),
+                HeadActivation::Tanh,
                 self.vb.pp(names::BERT_CLASSIFIER),
             ),
             Family::XlmRoberta => (
                 self.vb.pp(names::ROBERTA_HEAD_DENSE),
+                HeadActivation::Tanh,
                 self.vb.pp(names::ROBERTA_HEAD_OUT),
+            ),
+            // transformers' ElectraClassificationHead: "although BERT uses tanh here, it
+            // seems Electra authors used gelu".
+            Family::Electra => (
+                self.vb.pp(names::ROBERTA_HEAD_DENSE),
+                HeadActivation::Gelu,
+                self.vb.pp(names::ROBERTA_HEAD_OUT),
+            ),
+            Family::DistilBert => (
+                self.vb.pp(names::DISTILBERT_PRE_CLASSIFIER),
+                HeadActivation::Relu,
+                self.vb.pp(names::DISTILBERT_CLASSIFIER),
             ),
         }
     }

@@ -26,16 +26,24 @@ fn default_layer_norm_eps() -> f64 {
     1e-12
 }
 
-/// The fields of `config.json` the encoder needs.
+/// The fields of `config.json` the encoder needs. DistilBERT spells five of them its own
+/// way (`dim`, `n_layers`, `n_heads`, `hidden_dim`, `activation`): the aliases.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     pub vocab_size: usize,
+    #[serde(alias = "dim")]
     pub hidden_size: usize,
+    #[serde(alias = "n_layers")]
     pub num_hidden_layers: usize,
+    #[serde(alias = "n_heads")]
     pub num_attention_heads: usize,
+    #[serde(alias = "hidden_dim")]
     pub intermediate_size: usize,
-    #[serde(default = "default_hidden_act")]
+    #[serde(default = "default_hidden_act", alias = "activation")]
     pub hidden_act: HiddenAct,
+    /// ELECTRA: the embeddings' width, projected to `hidden_size` when it differs.
+    #[serde(default)]
+    pub embedding_size: Option<usize>,
     pub max_position_embeddings: usize,
     #[serde(default = "default_type_vocab_size")]
     pub type_vocab_size: usize,
@@ -48,6 +56,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The embeddings' width (ELECTRA's `embedding_size`, else the hidden size).
+    pub fn embedding_width(&self) -> usize {
+        self.embedding_size.unwrap_or(self.hidden_size)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if let Some(kind) = &self.position_embedding_type {
             if kind != "absolute" {
@@ -55,6 +68,13 @@ impl Config {
                     "position_embedding_type {kind:?} is not supported; only \"absolute\""
                 )));
             }
+        }
+        if self.hidden_size == 0 || self.embedding_width() == 0 {
+            return Err(Error::invalid(format!(
+                "hidden_size {} / embedding_size {} must be positive",
+                self.hidden_size,
+                self.embedding_width()
+            )));
         }
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)
@@ -81,8 +101,12 @@ impl ModelConfig {
         let (path, raw) = source.json("config.json")?.ok_or_else(|| {
             Error::NotFound(format!("model {} has no config.json", source.describe()))
         })?;
-        let encoder: Config = serde_json::from_value(raw.clone())
-            .map_err(|e| Error::bad_file(&path, format!("not a usable BERT/XLM-R config: {e}")))?;
+        let encoder: Config = serde_json::from_value(raw.clone()).map_err(|e| {
+            Error::bad_file(
+                &path,
+                format!("not a usable BERT-style encoder config: {e}"),
+            )
+        })?;
         let architectures = raw
             .get("architectures")
             .and_then(|a| a.as_array())
@@ -121,9 +145,11 @@ impl ModelConfig {
         match self.model_type.as_deref() {
             Some("bert") | None => Ok(Family::Bert),
             Some("xlm-roberta") | Some("roberta") => Ok(Family::XlmRoberta),
+            Some("electra") => Ok(Family::Electra),
+            Some("distilbert") => Ok(Family::DistilBert),
             Some(other) => Err(Error::UnsupportedArchitecture {
                 found: other.to_string(),
-                supported: "model_type bert, roberta, xlm-roberta".to_string(),
+                supported: "model_type bert, roberta, xlm-roberta, electra, distilbert".to_string(),
             }),
         }
     }

@@ -1,5 +1,5 @@
-//! The Hugging Face weight names of a BERT-style encoder and of its classification
-//! heads, written once: the CPU engine, candle's reference model and the trainer load
+//! The Hugging Face weight names of the BERT-style encoders (BERT, XLM-R, ELECTRA,
+//! DistilBERT) and of their classification heads, written once: the CPU engine, candle's reference model and the trainer load
 //! them (and the trainer saves them) by these names.
 
 /// The embeddings block and its tables.
@@ -10,31 +10,75 @@ pub const TOKEN_TYPE_EMBEDDINGS: &str = "token_type_embeddings";
 /// A LayerNorm inside a block (embeddings, attention output, layer output).
 pub const LAYER_NORM: &str = "LayerNorm";
 
-/// Encoder layer `i`.
-pub fn layer(i: usize) -> String {
-    format!("encoder.layer.{i}")
+/// Where a BERT-style encoder keeps its layers' weights. BERT, XLM-R and ELECTRA use
+/// [`BERT_LAYOUT`]; DistilBERT the same structure under other names ([`DISTILBERT_LAYOUT`]).
+#[derive(Debug)]
+pub struct Layout {
+    /// The token-type table in the embeddings block; `None`: the model has none.
+    pub token_type_embeddings: Option<&'static str>,
+    /// Layer `i` is `{layers}.{i}`.
+    pub layers: &'static str,
+    /// In a layer: the self-attention projections, the attention output projection and
+    /// its LayerNorm, the feed-forward input and output projections and the layer's
+    /// final LayerNorm.
+    pub query: &'static str,
+    pub key: &'static str,
+    pub value: &'static str,
+    pub attention_output: &'static str,
+    pub attention_norm: &'static str,
+    pub intermediate: &'static str,
+    pub output: &'static str,
+    pub output_norm: &'static str,
 }
 
-/// In a layer: the self-attention projections, under `SELF_ATTENTION`.
-pub const SELF_ATTENTION: &str = "attention.self";
-pub const QUERY: &str = "query";
-pub const KEY: &str = "key";
-pub const VALUE: &str = "value";
-/// In a layer: attention output projection and its LayerNorm, feed-forward input and
-/// output projections and the layer's final LayerNorm.
-pub const ATTENTION_OUTPUT: &str = "attention.output.dense";
-pub const ATTENTION_NORM: &str = "attention.output.LayerNorm";
-pub const INTERMEDIATE: &str = "intermediate.dense";
-pub const OUTPUT: &str = "output.dense";
-pub const OUTPUT_NORM: &str = "output.LayerNorm";
+impl Layout {
+    /// Encoder layer `i`.
+    pub fn layer(&self, i: usize) -> String {
+        format!("{}.{i}", self.layers)
+    }
+}
+
+pub const BERT_LAYOUT: Layout = Layout {
+    token_type_embeddings: Some(TOKEN_TYPE_EMBEDDINGS),
+    layers: "encoder.layer",
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attention_output: "attention.output.dense",
+    attention_norm: "attention.output.LayerNorm",
+    intermediate: "intermediate.dense",
+    output: "output.dense",
+    output_norm: "output.LayerNorm",
+};
+
+pub const DISTILBERT_LAYOUT: Layout = Layout {
+    token_type_embeddings: None,
+    layers: "transformer.layer",
+    query: "attention.q_lin",
+    key: "attention.k_lin",
+    value: "attention.v_lin",
+    attention_output: "attention.out_lin",
+    attention_norm: "sa_layer_norm",
+    intermediate: "ffn.lin1",
+    output: "ffn.lin2",
+    output_norm: "output_layer_norm",
+};
+
+/// ELECTRA's projection from the embedding size to the hidden size, beside the
+/// embeddings (present only when the two differ).
+pub const EMBEDDINGS_PROJECT: &str = "embeddings_project";
 
 /// `BertForSequenceClassification`'s head: the pooler (dense + tanh on [CLS]) lives
 /// under the encoder, the output projection at the root.
 pub const BERT_POOLER: &str = "pooler.dense";
 pub const BERT_CLASSIFIER: &str = "classifier";
-/// `(XLM-)RobertaForSequenceClassification`'s head, both at the root.
+/// `(XLM-)RobertaForSequenceClassification`'s and `ElectraForSequenceClassification`'s
+/// head, both at the root.
 pub const ROBERTA_HEAD_DENSE: &str = "classifier.dense";
 pub const ROBERTA_HEAD_OUT: &str = "classifier.out_proj";
+/// `DistilBertForSequenceClassification`'s head, both at the root.
+pub const DISTILBERT_PRE_CLASSIFIER: &str = "pre_classifier";
+pub const DISTILBERT_CLASSIFIER: &str = "classifier";
 
 /// The word embeddings' full name under an encoder prefix (`""`: a bare encoder).
 pub fn word_embeddings(prefix: &str) -> String {

@@ -1,4 +1,5 @@
-//! Unit tests on tiny random BERT and XLM-R checkpoints written by the test itself.
+//! Unit tests on tiny random BERT, XLM-R, ELECTRA and DistilBERT checkpoints written by
+//! the test itself.
 //! Python tests check parity with transformers; these check what must hold whatever the
 //! weights: padding does not change scores, input order is restored, weight prefixes and
 //! file errors are handled.
@@ -22,11 +23,38 @@ const WORDS: &[&str] = &[
 ];
 const HIDDEN: usize = 16;
 const INTER: usize = 32;
+/// ELECTRA's embedding width: unlike the hidden size, so the projection runs.
+const ELECTRA_EMBEDDING: usize = 8;
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     Bert,
     XlmR,
+    Electra,
+    DistilBert,
+}
+
+const KINDS: [Kind; 4] = [Kind::Bert, Kind::XlmR, Kind::Electra, Kind::DistilBert];
+
+impl Kind {
+    fn family(self) -> Family {
+        match self {
+            Kind::Bert => Family::Bert,
+            Kind::XlmR => Family::XlmRoberta,
+            Kind::Electra => Family::Electra,
+            Kind::DistilBert => Family::DistilBert,
+        }
+    }
+
+    /// The prefix transformers saves the encoder under, in a model with a head.
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Bert => "bert",
+            Kind::XlmR => "roberta",
+            Kind::Electra => "electra",
+            Kind::DistilBert => "distilbert",
+        }
+    }
 }
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -49,9 +77,11 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
 /// Writes config.json, tokenizer.json (with padding/truncation baked in, which must be
 /// overridden) and model.safetensors for a 2-layer model.
 fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
-    let specials: &[&str] = match kind {
-        Kind::Bert => &["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
-        Kind::XlmR => &["<s>", "<pad>", "</s>", "<unk>"],
+    let xlmr = kind == Kind::XlmR;
+    let specials: &[&str] = if xlmr {
+        &["<s>", "<pad>", "</s>", "<unk>"]
+    } else {
+        &["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
     };
     let vocab: HashMap<String, u32> = specials
         .iter()
@@ -59,14 +89,12 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
         .enumerate()
         .map(|(i, w)| (w.to_string(), i as u32))
         .collect();
-    let (pad, max_pos, type_vocab) = match kind {
-        Kind::Bert => (0, 32, 2),
-        Kind::XlmR => (1, 34, 1),
-    };
-    let post = match kind {
-        Kind::Bert => json!({"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}),
-        Kind::XlmR => json!({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
-                             "trim_offsets": true, "add_prefix_space": false}),
+    let (pad, max_pos, type_vocab) = if xlmr { (1, 34, 1) } else { (0, 32, 2) };
+    let post = if xlmr {
+        json!({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
+               "trim_offsets": true, "add_prefix_space": false})
+    } else {
+        json!({"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]})
     };
     let tokenizer = json!({
         "version": "1.0",
@@ -75,20 +103,38 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
                     "pad_id": pad, "pad_type_id": 0, "pad_token": specials[pad as usize]},
         "added_tokens": [], "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
         "post_processor": post, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": specials[if kind == Kind::Bert { 1 } else { 3 }]},
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": specials[if xlmr { 3 } else { 1 }]},
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    let arch = match kind {
-        Kind::Bert => "BertForSequenceClassification",
-        Kind::XlmR => "XLMRobertaForSequenceClassification",
+    let (arch, model_type) = match kind {
+        Kind::Bert => ("BertForSequenceClassification", "bert"),
+        Kind::XlmR => ("XLMRobertaForSequenceClassification", "xlm-roberta"),
+        Kind::Electra => ("ElectraForSequenceClassification", "electra"),
+        Kind::DistilBert => ("DistilBertForSequenceClassification", "distilbert"),
     };
-    let config = json!({
-        "architectures": [arch], "model_type": if kind == Kind::Bert { "bert" } else { "xlm-roberta" },
-        "vocab_size": vocab.len(), "hidden_size": HIDDEN, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "intermediate_size": INTER, "hidden_act": "gelu", "max_position_embeddings": max_pos,
-        "type_vocab_size": type_vocab, "layer_norm_eps": 1e-12, "pad_token_id": pad,
-        "id2label": (0..num_labels).map(|i| (i.to_string(), format!("LABEL_{i}"))).collect::<HashMap<_, _>>(),
-    });
+    let id2label: HashMap<_, _> = (0..num_labels)
+        .map(|i| (i.to_string(), format!("LABEL_{i}")))
+        .collect();
+    let mut config = if kind == Kind::DistilBert {
+        // DistilBERT's own spelling of the sizes.
+        json!({"dim": HIDDEN, "n_layers": 2, "n_heads": 4, "hidden_dim": INTER, "activation": "gelu"})
+    } else {
+        json!({"hidden_size": HIDDEN, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "intermediate_size": INTER, "hidden_act": "gelu", "type_vocab_size": type_vocab,
+               "layer_norm_eps": 1e-12})
+    };
+    let fields = json!({"architectures": [arch], "model_type": model_type, "vocab_size": vocab.len(),
+                        "max_position_embeddings": max_pos, "pad_token_id": pad, "id2label": id2label});
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    let embedding = if kind == Kind::Electra {
+        config["embedding_size"] = json!(ELECTRA_EMBEDDING);
+        ELECTRA_EMBEDDING
+    } else {
+        HIDDEN
+    };
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
@@ -96,7 +142,7 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
     let mut add = |name: String, shape: &[usize]| {
         seed += 1;
         let mut t = randn(shape, seed);
-        if name.ends_with("LayerNorm.weight") {
+        if name.ends_with("LayerNorm.weight") || name.ends_with("layer_norm.weight") {
             // Near 1 as in trained models; near 0 would flatten every hidden state.
             t = (t + 1.0).unwrap();
         }
@@ -111,52 +157,52 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
     };
     add(
         p("embeddings.word_embeddings.weight"),
-        &[vocab.len(), HIDDEN],
+        &[vocab.len(), embedding],
     );
     add(
         p("embeddings.position_embeddings.weight"),
-        &[max_pos, HIDDEN],
+        &[max_pos, embedding],
     );
-    add(
-        p("embeddings.token_type_embeddings.weight"),
-        &[type_vocab, HIDDEN],
-    );
-    add(p("embeddings.LayerNorm.weight"), &[HIDDEN]);
-    add(p("embeddings.LayerNorm.bias"), &[HIDDEN]);
+    if kind != Kind::DistilBert {
+        add(
+            p("embeddings.token_type_embeddings.weight"),
+            &[type_vocab, embedding],
+        );
+    }
+    add(p("embeddings.LayerNorm.weight"), &[embedding]);
+    add(p("embeddings.LayerNorm.bias"), &[embedding]);
+    if embedding != HIDDEN {
+        add(p("embeddings_project.weight"), &[HIDDEN, embedding]);
+        add(p("embeddings_project.bias"), &[HIDDEN]);
+    }
+    let names = kind.family().layout();
     for l in 0..2 {
-        let layer = |s: &str| p(&format!("encoder.layer.{l}.{s}"));
-        for name in [
-            "attention.self.query",
-            "attention.self.key",
-            "attention.self.value",
-            "attention.output.dense",
-        ] {
+        let layer = |s: &str| p(&format!("{}.{s}", names.layer(l)));
+        for name in [names.query, names.key, names.value, names.attention_output] {
             add(layer(&format!("{name}.weight")), &[HIDDEN, HIDDEN]);
             add(layer(&format!("{name}.bias")), &[HIDDEN]);
         }
-        add(layer("intermediate.dense.weight"), &[INTER, HIDDEN]);
-        add(layer("intermediate.dense.bias"), &[INTER]);
-        add(layer("output.dense.weight"), &[HIDDEN, INTER]);
-        add(layer("output.dense.bias"), &[HIDDEN]);
-        for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+        add(
+            layer(&format!("{}.weight", names.intermediate)),
+            &[INTER, HIDDEN],
+        );
+        add(layer(&format!("{}.bias", names.intermediate)), &[INTER]);
+        add(layer(&format!("{}.weight", names.output)), &[HIDDEN, INTER]);
+        add(layer(&format!("{}.bias", names.output)), &[HIDDEN]);
+        for norm in [names.attention_norm, names.output_norm] {
             add(layer(&format!("{norm}.weight")), &[HIDDEN]);
             add(layer(&format!("{norm}.bias")), &[HIDDEN]);
         }
     }
-    match kind {
-        Kind::Bert => {
-            add(p("pooler.dense.weight"), &[HIDDEN, HIDDEN]);
-            add(p("pooler.dense.bias"), &[HIDDEN]);
-            add("classifier.weight".into(), &[num_labels, HIDDEN]);
-            add("classifier.bias".into(), &[num_labels]);
-        }
-        Kind::XlmR => {
-            add("classifier.dense.weight".into(), &[HIDDEN, HIDDEN]);
-            add("classifier.dense.bias".into(), &[HIDDEN]);
-            add("classifier.out_proj.weight".into(), &[num_labels, HIDDEN]);
-            add("classifier.out_proj.bias".into(), &[num_labels]);
-        }
-    }
+    let (dense, out) = match kind {
+        Kind::Bert => (p("pooler.dense"), "classifier"),
+        Kind::XlmR | Kind::Electra => ("classifier.dense".into(), "classifier.out_proj"),
+        Kind::DistilBert => ("pre_classifier".into(), "classifier"),
+    };
+    add(format!("{dense}.weight"), &[HIDDEN, HIDDEN]);
+    add(format!("{dense}.bias"), &[HIDDEN]);
+    add(format!("{out}.weight"), &[num_labels, HIDDEN]);
+    add(format!("{out}.bias"), &[num_labels]);
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
 }
 
@@ -202,18 +248,9 @@ fn assert_close(a: &[f32], b: &[f32], tol: f32) {
 
 #[test]
 fn padding_and_batching_do_not_change_scores() {
-    for kind in [Kind::Bert, Kind::XlmR] {
+    for kind in KINDS {
         let dir = tempfile::tempdir().unwrap();
-        write_model(
-            dir.path(),
-            kind,
-            if kind == Kind::Bert {
-                "bert"
-            } else {
-                "roberta"
-            },
-            1,
-        );
+        write_model(dir.path(), kind, kind.prefix(), 1);
         let ce = load(dir.path());
         let alone = predict(&ce, &pairs(), 1);
         let batched = predict(&ce, &pairs(), 4);
@@ -244,9 +281,9 @@ fn baked_in_padding_and_truncation_are_overridden() {
 
 #[test]
 fn weights_with_and_without_prefix_agree() {
-    for (kind, prefix) in [(Kind::Bert, "bert"), (Kind::XlmR, "roberta")] {
+    for kind in KINDS {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        write_model(a.path(), kind, prefix, 2);
+        write_model(a.path(), kind, kind.prefix(), 2);
         write_model(b.path(), kind, "", 2);
         let (x, y) = (
             predict(&load(a.path()), &pairs(), 8),
@@ -371,9 +408,10 @@ fn cpu_engine_equals_candle_reference() {
     use crate::score::pooling::Pooling;
 
     let candle = Backend::Candle(Device::Cpu);
-    for (kind, family) in [(Kind::Bert, Family::Bert), (Kind::XlmR, Family::XlmRoberta)] {
+    for kind in KINDS {
+        let family = kind.family();
         let dir = tempfile::tempdir().unwrap();
-        write_model(dir.path(), kind, "", 3);
+        write_model(dir.path(), kind, kind.prefix(), 3);
         let source =
             ModelSource::resolve(dir.path().to_str().unwrap(), &Default::default()).unwrap();
         let config = ModelConfig::load(&source).unwrap();
@@ -467,7 +505,7 @@ fn int8_scores_track_f32_scores() {
 /// here on the CPU, since CI has no GPU.
 #[test]
 fn candle_engine_equals_cpu_engine() {
-    for kind in [Kind::Bert, Kind::XlmR] {
+    for kind in KINDS {
         let dir = tempfile::tempdir().unwrap();
         write_model(dir.path(), kind, "", 1);
         let path = dir.path().to_str().unwrap();

@@ -290,18 +290,18 @@ impl TrainableBert {
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
-            let p = format!("bert.{}", names::layer(i));
+            let bert = &names::BERT_LAYOUT;
+            let p = format!("bert.{}", bert.layer(i));
             let name = |part: &str| format!("{p}.{part}");
-            let attention = |proj: &str| format!("{p}.{}.{proj}", names::SELF_ATTENTION);
             layers.push(Layer {
-                query: pb.dense(&attention(names::QUERY), h, h)?,
-                key: pb.dense(&attention(names::KEY), h, h)?,
-                value: pb.dense(&attention(names::VALUE), h, h)?,
-                attention_out: pb.dense(&name(names::ATTENTION_OUTPUT), h, h)?,
-                attention_norm: pb.norm(&name(names::ATTENTION_NORM), h, eps)?,
-                intermediate: pb.dense(&name(names::INTERMEDIATE), config.intermediate_size, h)?,
-                output: pb.dense(&name(names::OUTPUT), h, config.intermediate_size)?,
-                output_norm: pb.norm(&name(names::OUTPUT_NORM), h, eps)?,
+                query: pb.dense(&name(bert.query), h, h)?,
+                key: pb.dense(&name(bert.key), h, h)?,
+                value: pb.dense(&name(bert.value), h, h)?,
+                attention_out: pb.dense(&name(bert.attention_output), h, h)?,
+                attention_norm: pb.norm(&name(bert.attention_norm), h, eps)?,
+                intermediate: pb.dense(&name(bert.intermediate), config.intermediate_size, h)?,
+                output: pb.dense(&name(bert.output), h, config.intermediate_size)?,
+                output_norm: pb.norm(&name(bert.output_norm), h, eps)?,
                 num_heads: config.num_attention_heads,
                 head_dim: h / config.num_attention_heads,
                 act: config.hidden_act,

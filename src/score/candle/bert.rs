@@ -1,7 +1,8 @@
 //! The BERT encoder in candle, as in transformers' `modeling_bert.py`.
 //!
 //! It also serves XLM-RoBERTa (same layers; only position ids and the head differ: see
-//! `InputScheme` and `ClassificationHead`). Query, key and value projections are fused into one
+//! `InputScheme` and `ClassificationHead`), ELECTRA (embeddings of their own width,
+//! projected) and DistilBERT (other weight names, no token types: `names::Layout`). Query, key and value projections are fused into one
 //! matrix at load time so that each layer does one GEMM for them instead of three.
 
 use candle_core::{DType, Module, Tensor};
@@ -9,7 +10,7 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use crate::error::Result;
 use crate::model::config::{Config, HiddenAct};
-use crate::model::names;
+use crate::model::names::{self, Layout};
 
 /// One padded batch, all `(batch, seq_len)`: ids as u32, the attention mask as f32 (1 = token).
 pub struct EncoderInput {
@@ -66,29 +67,45 @@ fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
 struct Embeddings {
     word: Embedding,
     position: Embedding,
-    token_type: Embedding,
+    token_type: Option<Embedding>,
     layer_norm: LayerNorm,
+    /// ELECTRA: embedding width -> hidden size, when they differ.
+    project: Option<Linear>,
 }
 
 impl Embeddings {
-    fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
-        let h = c.hidden_size;
+    /// `vb`: the encoder's weights (the embeddings block and ELECTRA's projection beside it).
+    fn load(vb: &VarBuilder, c: &Config, layout: &Layout) -> Result<Self> {
+        let e = c.embedding_width();
+        let emb = vb.pp(names::EMBEDDINGS);
         let table = |name: &str, rows: usize| -> Result<Embedding> {
-            Ok(Embedding::new(vb.pp(name).get((rows, h), "weight")?, h))
+            Ok(Embedding::new(emb.pp(name).get((rows, e), "weight")?, e))
         };
         Ok(Self {
             word: table(names::WORD_EMBEDDINGS, c.vocab_size)?,
             position: table(names::POSITION_EMBEDDINGS, c.max_position_embeddings)?,
-            token_type: table(names::TOKEN_TYPE_EMBEDDINGS, c.type_vocab_size)?,
-            layer_norm: layer_norm(h, c.layer_norm_eps, vb.pp(names::LAYER_NORM))?,
+            token_type: layout
+                .token_type_embeddings
+                .map(|name| table(name, c.type_vocab_size))
+                .transpose()?,
+            layer_norm: layer_norm(e, c.layer_norm_eps, emb.pp(names::LAYER_NORM))?,
+            project: (e != c.hidden_size)
+                .then(|| Linear::load(e, c.hidden_size, vb.pp(names::EMBEDDINGS_PROJECT)))
+                .transpose()?,
         })
     }
 
     fn forward(&self, input: &EncoderInput) -> Result<Tensor> {
         let x = self.word.forward(&input.input_ids)?;
-        let x = (x + self.position.forward(&input.position_ids)?)?;
-        let x = (x + self.token_type.forward(&input.token_type_ids)?)?;
-        Ok(self.layer_norm.forward(&x)?)
+        let mut x = (x + self.position.forward(&input.position_ids)?)?;
+        if let Some(token_type) = &self.token_type {
+            x = (x + token_type.forward(&input.token_type_ids)?)?;
+        }
+        let x = self.layer_norm.forward(&x)?;
+        match &self.project {
+            Some(project) => project.forward(&x),
+            None => Ok(x),
+        }
     }
 }
 
@@ -105,10 +122,9 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &Config, layout: &Layout) -> Result<Self> {
         let h = c.hidden_size;
-        let sa = vb.pp(names::SELF_ATTENTION);
-        let projections = [names::QUERY, names::KEY, names::VALUE].map(|p| sa.pp(p));
+        let projections = [layout.query, layout.key, layout.value].map(|p| vb.pp(p));
         let weight = Tensor::cat(
             &projections
                 .iter()
@@ -125,11 +141,11 @@ impl Layer {
         )?;
         Ok(Self {
             qkv: Linear::new(weight, bias)?,
-            attention_out: Linear::load(h, h, vb.pp(names::ATTENTION_OUTPUT))?,
-            attention_norm: layer_norm(h, c.layer_norm_eps, vb.pp(names::ATTENTION_NORM))?,
-            intermediate: Linear::load(h, c.intermediate_size, vb.pp(names::INTERMEDIATE))?,
-            output: Linear::load(c.intermediate_size, h, vb.pp(names::OUTPUT))?,
-            output_norm: layer_norm(h, c.layer_norm_eps, vb.pp(names::OUTPUT_NORM))?,
+            attention_out: Linear::load(h, h, vb.pp(layout.attention_output))?,
+            attention_norm: layer_norm(h, c.layer_norm_eps, vb.pp(layout.attention_norm))?,
+            intermediate: Linear::load(h, c.intermediate_size, vb.pp(layout.intermediate))?,
+            output: Linear::load(c.intermediate_size, h, vb.pp(layout.output))?,
+            output_norm: layer_norm(h, c.layer_norm_eps, vb.pp(layout.output_norm))?,
             num_heads: c.num_attention_heads,
             head_dim: h / c.num_attention_heads,
             act: c.hidden_act,
@@ -180,14 +196,15 @@ pub struct BertModel {
 }
 
 impl BertModel {
-    /// `vb` points at the encoder (the `bert.` / `roberta.` prefix already applied).
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+    /// `vb` points at the encoder (the `bert.` / `roberta.` / ... prefix already
+    /// applied); `layout` says where its layers' weights live.
+    pub fn load(vb: VarBuilder, config: &Config, layout: &Layout) -> Result<Self> {
         config.validate()?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp(names::layer(i)), config))
+            .map(|i| Layer::load(vb.pp(layout.layer(i)), config, layout))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embeddings: Embeddings::load(vb.pp(names::EMBEDDINGS), config)?,
+            embeddings: Embeddings::load(&vb, config, layout)?,
             layers,
         })
     }

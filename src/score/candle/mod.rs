@@ -7,32 +7,40 @@ use candle_core::{Device, Tensor, D};
 use tokenizers::Encoding;
 
 use crate::error::{Error, Result};
-use crate::model::checkpoint::{Checkpoint, InputScheme};
+use crate::model::checkpoint::{Checkpoint, HeadActivation, InputScheme};
 use crate::model::config::Config;
 use crate::score::engine::Engine;
 use crate::score::pooling::Pooling;
 use bert::{cls_token, BertModel, EncoderInput, Linear};
 
-/// A sequence-classification head on the first token: dense + tanh, then the output
-/// projection. BERT (pooler + classifier) and XLM-R (classifier.dense + out_proj) have
-/// this shape and differ only in where the weights live (`Checkpoint::head_vbs`).
+/// A sequence-classification head on the first token: dense, an activation, then the
+/// output projection. BERT (pooler + classifier, tanh), XLM-R (classifier.dense +
+/// out_proj, tanh), ELECTRA (the same names, GELU) and DistilBERT (pre_classifier +
+/// classifier, ReLU) have this shape (`Checkpoint::head`).
 pub(crate) struct ClassificationHead {
     dense: Linear,
+    activation: HeadActivation,
     out: Linear,
 }
 
 impl ClassificationHead {
     pub fn load(ckpt: &Checkpoint, hidden: usize, num_labels: usize) -> Result<Self> {
-        let (dense_vb, out_vb) = ckpt.head_vbs();
+        let (dense_vb, activation, out_vb) = ckpt.head();
         Ok(Self {
             dense: Linear::load(hidden, hidden, dense_vb)?,
+            activation,
             out: Linear::load(hidden, num_labels, out_vb)?,
         })
     }
 
     /// Logits, (batch, num_labels), from the last hidden state (batch, seq, hidden).
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let pooled = self.dense.forward(&cls_token(hidden)?)?.tanh()?;
+        let dense = self.dense.forward(&cls_token(hidden)?)?;
+        let pooled = match self.activation {
+            HeadActivation::Tanh => dense.tanh()?,
+            HeadActivation::Gelu => dense.gelu_erf()?,
+            HeadActivation::Relu => dense.relu()?,
+        };
         self.out.forward(&pooled)
     }
 }
@@ -73,7 +81,7 @@ impl Classifier {
         device: &Device,
     ) -> Result<Self> {
         Ok(Self {
-            encoder: BertModel::load(ckpt.encoder_vb(), config)?,
+            encoder: BertModel::load(ckpt.encoder_vb(), config, ckpt.family.layout())?,
             head: ClassificationHead::load(ckpt, config.hidden_size, num_labels)?,
             inputs: Inputs::new(ckpt, config, device),
         })
@@ -100,7 +108,7 @@ pub(crate) struct Embedder {
 impl Embedder {
     pub fn load(ckpt: &Checkpoint, config: &Config, device: &Device) -> Result<Self> {
         Ok(Self {
-            encoder: BertModel::load(ckpt.encoder_vb(), config)?,
+            encoder: BertModel::load(ckpt.encoder_vb(), config, ckpt.family.layout())?,
             inputs: Inputs::new(ckpt, config, device),
         })
     }

@@ -46,7 +46,7 @@ use super::kernels;
 use crate::error::{Error, Result};
 use crate::model::checkpoint::InputScheme;
 use crate::model::config::{Config, HiddenAct};
-use crate::model::names;
+use crate::model::names::{self, Layout};
 use crate::model::precision::Precision;
 
 /// `y = x @ weight^T + bias` with PyTorch's (out, in) weight layout.
@@ -269,21 +269,17 @@ impl Layer {
     fn load(
         vb: &VarBuilder,
         c: &Config,
+        layout: &Layout,
         precision: Precision,
         input_norm: &Norm,
         (index, layers): (usize, usize),
     ) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let qkv = Dense::load_concat(
-            &vb.pp(names::SELF_ATTENTION),
-            &[names::QUERY, names::KEY, names::VALUE],
-            h,
-            h,
-        )?;
-        let attention_out = Dense::load(&vb.pp(names::ATTENTION_OUTPUT), h, h)?;
-        let attention_norm = Norm::load(&vb.pp(names::ATTENTION_NORM), h)?;
-        let intermediate = Dense::load(&vb.pp(names::INTERMEDIATE), h, i)?;
-        let output = Dense::load(&vb.pp(names::OUTPUT), i, h)?;
+        let qkv = Dense::load_concat(vb, &[layout.query, layout.key, layout.value], h, h)?;
+        let attention_out = Dense::load(&vb.pp(layout.attention_output), h, h)?;
+        let attention_norm = Norm::load(&vb.pp(layout.attention_norm), h)?;
+        let intermediate = Dense::load(&vb.pp(layout.intermediate), h, i)?;
+        let output = Dense::load(&vb.pp(layout.output), i, h)?;
         let output_precision = if keeps_f32(index, layers) {
             Precision::Float32
         } else {
@@ -323,7 +319,7 @@ impl Layer {
             intermediate: intermediate.with_precision(precision, &normalized(&attention_norm)),
             attention_norm,
             output: output.with_precision(output_precision, &gelu),
-            output_norm: Norm::load(&vb.pp(names::OUTPUT_NORM), h)?,
+            output_norm: Norm::load(&vb.pp(layout.output_norm), h)?,
         })
     }
 }
@@ -377,10 +373,15 @@ pub enum Output {
 }
 
 pub struct Encoder {
+    /// Embedding tables of width `embedding_width` (the hidden size but for ELECTRA).
     word: Vec<f32>,
     position: Vec<f32>,
-    token_type: Vec<f32>,
+    /// `None`: the model has no token types (DistilBERT).
+    token_type: Option<Vec<f32>>,
     embedding_norm: Norm,
+    /// ELECTRA: embedding width -> hidden size, when they differ.
+    project: Option<Dense>,
+    embedding_width: usize,
     layers: Vec<Layer>,
     hidden: usize,
     heads: usize,
@@ -393,35 +394,68 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// `vb` points at the encoder (prefix applied), as for `score::candle::bert::BertModel`.
-    /// `precision` applies to the layers' linear projections; embeddings, LayerNorm and
-    /// attention stay f32.
-    pub fn load(vb: &VarBuilder, c: &Config, precision: Precision) -> Result<Self> {
+    /// `vb` points at the encoder (prefix applied), as for `score::candle::bert::BertModel`;
+    /// `layout` says where its layers' weights live. `precision` applies to the layers'
+    /// linear projections; embeddings, LayerNorm and attention stay f32.
+    pub fn load(
+        vb: &VarBuilder,
+        c: &Config,
+        layout: &Layout,
+        precision: Precision,
+    ) -> Result<Self> {
         c.validate()?;
-        let h = c.hidden_size;
+        let e = c.embedding_width();
         let emb = vb.pp(names::EMBEDDINGS);
         let table = |name: &str, rows: usize| -> Result<Vec<f32>> {
             Ok(emb
                 .pp(name)
-                .get((rows, h), "weight")?
+                .get((rows, e), "weight")?
                 .flatten_all()?
                 .to_vec1()?)
         };
-        let embedding_norm = Norm::load(&emb.pp(names::LAYER_NORM), h)?;
+        let embedding_norm = Norm::load(&emb.pp(names::LAYER_NORM), e)?;
+        let project = (e != c.hidden_size)
+            .then(|| Dense::load(&vb.pp(names::EMBEDDINGS_PROJECT), e, c.hidden_size))
+            .transpose()?;
+        // What the first layer reads: the embeddings' LayerNorm output, or its projection,
+        // whose channels are described the same way (mean, spread) for the int8 smoothing.
+        let projected_norm = project.as_ref().map(|p| {
+            let (bias, weight) = projected(p.f32_weight(), &p.bias, &embedding_norm)
+                .into_iter()
+                .map(|(mean, spread)| (mean, spread / SIGMAS))
+                .unzip();
+            Norm { weight, bias }
+        });
         let n = c.num_hidden_layers;
         let mut layers: Vec<Layer> = Vec::with_capacity(n);
         for i in 0..n {
-            let input_norm = layers.last().map_or(&embedding_norm, |l| &l.output_norm);
-            let layer = Layer::load(&vb.pp(names::layer(i)), c, precision, input_norm, (i, n))?;
+            let input_norm = layers
+                .last()
+                .map(|l| &l.output_norm)
+                .or(projected_norm.as_ref())
+                .unwrap_or(&embedding_norm);
+            let layer = Layer::load(
+                &vb.pp(layout.layer(i)),
+                c,
+                layout,
+                precision,
+                input_norm,
+                (i, n),
+            )?;
             layers.push(layer);
         }
         Ok(Self {
             word: table(names::WORD_EMBEDDINGS, c.vocab_size)?,
             position: table(names::POSITION_EMBEDDINGS, c.max_position_embeddings)?,
-            token_type: table(names::TOKEN_TYPE_EMBEDDINGS, c.type_vocab_size)?,
+            token_type: layout
+                .token_type_embeddings
+                .map(|name| table(name, c.type_vocab_size))
+                .transpose()?,
             embedding_norm,
+            project,
+            embedding_width: e,
             layers,
-            hidden: h,
+            hidden: c.hidden_size,
             heads: c.num_attention_heads,
             eps: c.layer_norm_eps as f32,
             act: c.hidden_act,
@@ -437,28 +471,29 @@ impl Encoder {
     }
 
     fn embed(&self, p: &Packed, x: &mut Vec<f32>) -> Result<()> {
-        let h = self.hidden;
-        x.resize(p.ids.len() * h, 0.0);
-        for (t, row) in x.chunks_exact_mut(h).enumerate() {
+        let e = self.embedding_width;
+        x.resize(p.ids.len() * e, 0.0);
+        let types = self.token_type.as_ref().map_or(1, |_| self.type_vocab_size);
+        for (t, row) in x.chunks_exact_mut(e).enumerate() {
             let (id, ty, pos) = (
                 p.ids[t] as usize,
                 p.type_ids[t] as usize,
                 p.positions[t] as usize,
             );
-            if id >= self.vocab_size || ty >= self.type_vocab_size || pos >= self.max_positions {
+            if id >= self.vocab_size || ty >= types || pos >= self.max_positions {
                 return Err(Error::invalid(format!(
                     "token {t}: id {id} / type {ty} / position {pos} outside the model's tables \
-                     ({} / {} / {}); does the tokenizer belong to this model?",
-                    self.vocab_size, self.type_vocab_size, self.max_positions
+                     ({} / {types} / {}); does the tokenizer belong to this model?",
+                    self.vocab_size, self.max_positions
                 )));
             }
-            let (w, ps, tt) = (
-                &self.word[id * h..][..h],
-                &self.position[pos * h..][..h],
-                &self.token_type[ty * h..][..h],
-            );
-            for j in 0..h {
-                row[j] = w[j] + ps[j] + tt[j];
+            let (w, ps) = (&self.word[id * e..][..e], &self.position[pos * e..][..e]);
+            for j in 0..e {
+                row[j] = w[j] + ps[j];
+            }
+            if let Some(token_type) = &self.token_type {
+                let tt = &token_type[ty * e..][..e];
+                row.iter_mut().zip(tt).for_each(|(r, v)| *r += v);
             }
         }
         kernels::layer_norm(
@@ -467,6 +502,9 @@ impl Encoder {
             &self.embedding_norm.bias,
             self.eps,
         );
+        if let Some(project) = &self.project {
+            *x = project.forward(x, p.ids.len());
+        }
         Ok(())
     }
 

@@ -12,18 +12,19 @@ pub(crate) mod kernels;
 use tokenizers::Encoding;
 
 use crate::error::Result;
-use crate::model::checkpoint::{Checkpoint, InputScheme};
+use crate::model::checkpoint::{Checkpoint, HeadActivation, InputScheme};
 use crate::model::config::Config;
 use crate::model::precision::Precision;
 use crate::score::engine::Engine;
 use crate::score::pooling::Pooling;
 use encoder::{Dense, Encoder, Output, Packed};
 
-/// Encoder + classification head (dense + tanh on the first token, then the output
-/// projection): BERT's pooler + classifier and XLM-R's classifier have this shape.
+/// Encoder + classification head (dense + an activation on the first token, then the
+/// output projection: `Checkpoint::head`).
 pub(crate) struct Classifier {
     encoder: Encoder,
     dense: Dense,
+    activation: HeadActivation,
     out: Dense,
     scheme: InputScheme,
 }
@@ -37,10 +38,11 @@ impl Classifier {
         precision: Precision,
     ) -> Result<Self> {
         let h = config.hidden_size;
-        let (dense_vb, out_vb) = ckpt.head_vbs();
+        let (dense_vb, activation, out_vb) = ckpt.head();
         Ok(Self {
-            encoder: Encoder::load(&ckpt.encoder_vb(), config, precision)?,
+            encoder: Encoder::load(&ckpt.encoder_vb(), config, ckpt.family.layout(), precision)?,
             dense: Dense::load(&dense_vb, h, h)?,
+            activation,
             out: Dense::load(&out_vb, h, num_labels)?,
             scheme: ckpt.family.input_scheme(config),
         })
@@ -53,7 +55,11 @@ impl Engine for Classifier {
         let first = self.encoder.forward(&packed, Output::FirstToken)?;
         let rows = packed.num_sequences();
         let mut pooled = self.dense.forward(&first, rows);
-        kernels::tanh_inplace(&mut pooled);
+        match self.activation {
+            HeadActivation::Tanh => kernels::tanh_inplace(&mut pooled),
+            HeadActivation::Gelu => kernels::gelu_erf(&mut pooled),
+            HeadActivation::Relu => kernels::relu(&mut pooled),
+        }
         Ok(self.out.forward(&pooled, rows))
     }
 }
@@ -67,7 +73,7 @@ pub(crate) struct Embedder {
 impl Embedder {
     pub fn load(ckpt: &Checkpoint, config: &Config, precision: Precision) -> Result<Self> {
         Ok(Self {
-            encoder: Encoder::load(&ckpt.encoder_vb(), config, precision)?,
+            encoder: Encoder::load(&ckpt.encoder_vb(), config, ckpt.family.layout(), precision)?,
             scheme: ckpt.family.input_scheme(config),
         })
     }
