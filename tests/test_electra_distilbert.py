@@ -148,3 +148,16 @@ def test_distilbert_bi_encoder_equals_sentence_transformers(minilm_dir, tmp_path
     got = crossrank.BiEncoder(str(tmp_path / "st")).encode(texts)
     assert got.shape == want.shape == (len(texts), s["hidden"])
     assert np.abs(got - want).max() <= 1e-4
+
+
+def test_a_config_with_a_zero_width_is_refused(checkpoint, tmp_path):
+    import json
+    import shutil
+
+    name, path, _ = checkpoint
+    shutil.copytree(path, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["embedding_size" if name == "electra" else "dim"] = 0
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="must be positive"):
+        crossrank.CrossEncoder(str(tmp_path / "m"))
