@@ -75,3 +75,11 @@ def ce(ce_dir):
     import crossrank
 
     return crossrank.CrossEncoder(str(ce_dir), max_length=512)
+
+
+@pytest.fixture(scope="session")
+def be(minilm_dir):
+    """all-MiniLM-L6-v2 as crossrank's bi-encoder."""
+    import crossrank
+
+    return crossrank.BiEncoder(str(minilm_dir))

@@ -17,11 +17,6 @@ from crossrank.reranking import HybridReranker, MultiStage, PairwiseReranker
 
 
 @pytest.fixture(scope="module")
-def be(minilm_dir):
-    return crossrank.BiEncoder(str(minilm_dir))
-
-
-@pytest.fixture(scope="module")
 def candidates(cranfield):
     queries, corpus = cranfield
     return queries[2]["text"], [d["text"] for d in corpus[:30]]

@@ -12,11 +12,6 @@ from crossrank._core import ModelSignals
 
 
 @pytest.fixture(scope="module")
-def be(minilm_dir):
-    return crossrank.BiEncoder(str(minilm_dir))
-
-
-@pytest.fixture(scope="module")
 def candidates(cranfield):
     queries, corpus = cranfield
     return queries[0]["text"], [d["text"] for d in corpus[:40]]

@@ -11,9 +11,9 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use super::bi_encoder::PyBiEncoder;
 use super::cross_encoder::PyCrossEncoder;
 use super::errors::to_py;
-use super::inputs::{extract_text_list, positive, query_str};
+use super::inputs::positive;
 use super::scorers::scorer;
-use super::signals::model_signals;
+use super::signals::{model_signals, CandidateArgs};
 use super::threads::detach_interruptible;
 use crate::rank::hybrid::{Extra, Fusion, HybridReranker, Signal, SignalWeight};
 use crate::rank::normalize::Normalization;
@@ -56,20 +56,14 @@ impl PyHybridReranker {
             + Send
             + Sync,
     ) -> PyResult<T> {
-        let query = query_str(query)?;
-        let documents = extract_text_list(documents, "documents")?;
-        let texts: Vec<&str> = documents.iter().map(String::as_str).collect();
-        let embeddings = embeddings.as_ref().map(|e| e.as_slice()).transpose()?;
-        let candidates = Candidates {
-            query: &query,
-            documents: &texts,
-            embeddings,
-        };
+        let args = CandidateArgs::extract(query, documents, embeddings)?;
         let given = given.unwrap_or_default();
         let inner = &self.inner;
-        detach_interruptible(py, |interrupt| {
-            work(inner, &candidates, &given, &mut |_| interrupt.check())
-        })?
+        args.with(|candidates| {
+            detach_interruptible(py, |interrupt| {
+                work(inner, candidates, &given, &mut |_| interrupt.check())
+            })
+        })??
         .map_err(to_py)
     }
 }

@@ -28,6 +28,42 @@ pub struct PyModelSignals {
     args: Py<PyTuple>,
 }
 
+/// One query's candidates copied out of Python (the query, the documents, and their
+/// embeddings when the caller has them), lent to the core as `Candidates`.
+pub struct CandidateArgs<'py> {
+    query: String,
+    documents: Vec<String>,
+    embeddings: Option<PyReadonlyArray2<'py, f32>>,
+}
+
+impl<'py> CandidateArgs<'py> {
+    pub fn extract(
+        query: &Bound<'py, PyAny>,
+        documents: &Bound<'py, PyAny>,
+        embeddings: Option<PyReadonlyArray2<'py, f32>>,
+    ) -> PyResult<Self> {
+        if let Some(e) = &embeddings {
+            e.as_slice()?; // contiguous, so `with` cannot fail on it
+        }
+        Ok(Self {
+            query: query_str(query)?,
+            documents: extract_text_list(documents, "documents")?,
+            embeddings,
+        })
+    }
+
+    /// `work` on the candidates as the core takes them.
+    pub fn with<T>(&self, work: impl FnOnce(&Candidates<'_>) -> T) -> PyResult<T> {
+        let texts: Vec<&str> = self.documents.iter().map(String::as_str).collect();
+        let embeddings = self.embeddings.as_ref().map(|e| e.as_slice()).transpose()?;
+        Ok(work(&Candidates {
+            query: &self.query,
+            documents: &texts,
+            embeddings,
+        }))
+    }
+}
+
 /// The core's model signals from the Python arguments: crossrank models and ``bm25``
 /// ``True`` (the candidates' statistics), ``False`` / ``None`` (no BM25) or a ``BM25`` index.
 pub fn model_signals(
@@ -102,23 +138,18 @@ impl PyModelSignals {
         embeddings: Option<PyReadonlyArray2<'py, f32>>,
         show_progress_bar: Option<bool>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let query = query_str(query)?;
-        let documents = extract_text_list(documents, "documents")?;
-        let texts: Vec<&str> = documents.iter().map(String::as_str).collect();
-        let embeddings = embeddings.as_ref().map(|e| e.as_slice()).transpose()?;
-        let candidates = Candidates {
-            query: &query,
-            documents: &texts,
-            embeddings,
-        };
-        let progress = Progress::new(py, show_progress_bar, texts.len(), "Scoring", "pair")?;
+        let args = CandidateArgs::extract(query, documents, embeddings)?;
+        let n = args.documents.len();
+        let progress = Progress::new(py, show_progress_bar, n, "Scoring", "pair")?;
         let inner = &self.inner;
-        let result = detach_interruptible(py, |interrupt| {
-            inner.compute(&candidates, &mut |n| {
-                progress.update(n);
-                interrupt.check()
+        let result = args.with(|candidates| {
+            detach_interruptible(py, |interrupt| {
+                inner.compute(candidates, &mut |n| {
+                    progress.update(n);
+                    interrupt.check()
+                })
             })
-        });
+        })?;
         progress.close(py);
         let out = PyDict::new(py);
         for (name, values) in result?.map_err(to_py)? {
