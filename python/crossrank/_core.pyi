@@ -17,8 +17,8 @@ class CrossEncoder:
 
     Same API and scores as ``sentence_transformers.CrossEncoder``. Supports
     ``BertForSequenceClassification``, ``XLMRobertaForSequenceClassification`` (and
-    ``RobertaForSequenceClassification``), ``ElectraForSequenceClassification`` and
-    ``DistilBertForSequenceClassification``
+    ``RobertaForSequenceClassification``), ``ElectraForSequenceClassification``,
+    ``DistilBertForSequenceClassification`` and ``ModernBertForSequenceClassification``
     checkpoints (safetensors, sharded safetensors or ``pytorch_model.bin``).
 
     Args:

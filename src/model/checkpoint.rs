@@ -13,7 +13,8 @@ use crate::model::weights::load_weights;
 
 pub const SUPPORTED_CLASSIFIERS: &str = "BertForSequenceClassification, \
      XLMRobertaForSequenceClassification, RobertaForSequenceClassification, \
-     ElectraForSequenceClassification, DistilBertForSequenceClassification";
+     ElectraForSequenceClassification, DistilBertForSequenceClassification, \
+     ModernBertForSequenceClassification";
 
 /// The encoder family, which decides position ids, token types, weight names and the
 /// classification head. All are BERT-style post-norm encoders.
@@ -26,6 +27,9 @@ pub enum Family {
     Electra,
     /// BERT's layers under other names, no token types, a head with ReLU.
     DistilBert,
+    /// Not BERT-style: rotary positions, pre-norm, GeGLU, sliding-window layers; its own
+    /// model (`score::candle::modernbert`) and config (`ModernBertConfig`).
+    ModernBert,
 }
 
 /// The function between a classification head's dense layer and its output projection.
@@ -46,6 +50,7 @@ impl Family {
             }
             "ElectraForSequenceClassification" => Some(Family::Electra),
             "DistilBertForSequenceClassification" => Some(Family::DistilBert),
+            "ModernBertForSequenceClassification" => Some(Family::ModernBert),
             _ => None,
         }
     }
@@ -56,14 +61,24 @@ impl Family {
             Family::XlmRoberta => &["roberta", ""],
             Family::Electra => &["electra", ""],
             Family::DistilBert => &["distilbert", ""],
+            Family::ModernBert => &["model", ""],
         }
     }
 
-    /// Where the layers' weights live.
-    pub fn layout(self) -> &'static names::Layout {
+    /// The word embeddings' name under the encoder, which tells where the encoder is.
+    fn word_embeddings(self) -> &'static str {
         match self {
-            Family::DistilBert => &names::DISTILBERT_LAYOUT,
-            Family::Bert | Family::XlmRoberta | Family::Electra => &names::BERT_LAYOUT,
+            Family::ModernBert => names::MODERNBERT_WORD_EMBEDDINGS,
+            _ => names::BERT_WORD_EMBEDDINGS,
+        }
+    }
+
+    /// Where a BERT-style family's layers' weights live.
+    pub fn layout(self) -> Result<&'static names::Layout> {
+        match self {
+            Family::DistilBert => Ok(&names::DISTILBERT_LAYOUT),
+            Family::Bert | Family::XlmRoberta | Family::Electra => Ok(&names::BERT_LAYOUT),
+            Family::ModernBert => Err(not_bert_style()),
         }
     }
 
@@ -73,7 +88,9 @@ impl Family {
             Family::XlmRoberta => config
                 .max_position_embeddings
                 .saturating_sub(config.pad_token_id as usize + 1),
-            Family::Bert | Family::Electra | Family::DistilBert => config.max_position_embeddings,
+            Family::Bert | Family::Electra | Family::DistilBert | Family::ModernBert => {
+                config.max_position_embeddings
+            }
         }
     }
 
@@ -88,8 +105,9 @@ impl Family {
                 roberta_padding_idx: Some(config.pad_token_id),
                 token_types: false,
             },
-            // DistilBERT has no token-type table at all.
-            Family::DistilBert => InputScheme {
+            // DistilBERT has no token-type table at all; ModernBERT's positions are
+            // rotary, counted from 0 as BERT's.
+            Family::DistilBert | Family::ModernBert => InputScheme {
                 roberta_padding_idx: None,
                 token_types: false,
             },
@@ -171,8 +189,8 @@ impl Checkpoint {
 
     /// The classification head on the first token: its dense layer's weights, the
     /// activation after it, and the output projection's weights.
-    pub fn head(&self) -> (VarBuilder<'static>, HeadActivation, VarBuilder<'static>) {
-        match self.family {
+    pub fn head(&self) -> Result<(VarBuilder<'static>, HeadActivation, VarBuilder<'static>)> {
+        Ok(match self.family {
             Family::Bert => (
                 self.encoder_vb().pp(names::BERT_POOLER),
                 HeadActivation::Tanh,
@@ -195,19 +213,25 @@ impl Checkpoint {
                 HeadActivation::Relu,
                 self.vb.pp(names::DISTILBERT_CLASSIFIER),
             ),
-        }
+            Family::ModernBert => return Err(not_bert_style()),
+        })
     }
 }
 
 fn find_prefix(has: &dyn Fn(&str) -> bool, family: Family) -> Result<String> {
+    let name = family.word_embeddings();
     for prefix in family.weight_prefixes() {
-        if has(&names::word_embeddings(prefix)) {
+        if has(&names::under(prefix, name)) {
             return Ok(prefix.to_string());
         }
     }
     Err(Error::invalid(format!(
-        "the weights have no encoder embeddings (looked for {} under the prefixes {:?})",
-        names::word_embeddings(""),
+        "the weights have no encoder embeddings (looked for {name} under the prefixes {:?})",
         family.weight_prefixes()
     )))
+}
+
+/// ModernBERT reached code written for the BERT-style families: a bug, reported as such.
+fn not_bert_style() -> Error {
+    Error::invalid("ModernBERT has no BERT-style layout or head (internal error)")
 }

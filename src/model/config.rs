@@ -88,6 +88,197 @@ impl Config {
     }
 }
 
+/// Whether a classifier pools the first token or the mean of all tokens (ModernBERT's
+/// `classifier_pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassifierPooling {
+    Cls,
+    Mean,
+}
+
+/// ModernBERT's `config.json`, in transformers' current spelling (`layer_types`,
+/// `rope_parameters`) or the original one (`global_attn_every_n_layers`,
+/// `global_rope_theta`, `local_rope_theta`).
+#[derive(Debug, Clone)]
+pub struct ModernBertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+    pub norm_eps: f64,
+    pub norm_bias: bool,
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+    pub classifier_bias: bool,
+    pub hidden_activation: HiddenAct,
+    pub classifier_activation: HiddenAct,
+    pub classifier_pooling: ClassifierPooling,
+    pub pad_token_id: u32,
+    /// Per layer: `Some(w)` for sliding-window attention (a token sees the tokens at most
+    /// `w` positions away), `None` for global attention.
+    pub windows: Vec<Option<usize>>,
+    /// Rotary base of the global and of the sliding-window layers.
+    pub global_rope_theta: f64,
+    pub local_rope_theta: f64,
+}
+
+#[derive(Deserialize)]
+struct RawModernBert {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default = "modernbert_positions")]
+    max_position_embeddings: usize,
+    #[serde(default = "modernbert_eps")]
+    norm_eps: f64,
+    #[serde(default)]
+    norm_bias: bool,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
+    #[serde(default)]
+    classifier_bias: bool,
+    #[serde(default = "default_hidden_act")]
+    hidden_activation: HiddenAct,
+    #[serde(default = "default_hidden_act")]
+    classifier_activation: HiddenAct,
+    #[serde(default = "cls_pooling")]
+    classifier_pooling: ClassifierPooling,
+    #[serde(default)]
+    pad_token_id: u32,
+    #[serde(default = "modernbert_window")]
+    local_attention: usize,
+    #[serde(default = "modernbert_global_every")]
+    global_attn_every_n_layers: usize,
+    #[serde(default)]
+    layer_types: Option<Vec<String>>,
+    #[serde(default)]
+    rope_parameters: Option<serde_json::Value>,
+    #[serde(default)]
+    global_rope_theta: Option<f64>,
+    #[serde(default)]
+    local_rope_theta: Option<f64>,
+}
+
+fn modernbert_positions() -> usize {
+    8192
+}
+fn modernbert_eps() -> f64 {
+    1e-5
+}
+fn cls_pooling() -> ClassifierPooling {
+    ClassifierPooling::Cls
+}
+fn modernbert_window() -> usize {
+    128
+}
+fn modernbert_global_every() -> usize {
+    3
+}
+
+impl ModernBertConfig {
+    pub fn from_json(raw: &serde_json::Value) -> Result<Self> {
+        let r: RawModernBert = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::invalid(format!("not a usable ModernBERT config: {e}")))?;
+        let n = r.num_hidden_layers;
+        let half_window = r.local_attention / 2;
+        let windows = match &r.layer_types {
+            Some(types) => {
+                if types.len() != n {
+                    return Err(Error::invalid(format!(
+                        "layer_types lists {} layers for num_hidden_layers {n}",
+                        types.len()
+                    )));
+                }
+                types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "full_attention" => Ok(None),
+                        "sliding_attention" => Ok(Some(half_window)),
+                        other => Err(Error::invalid(format!(
+                            "unknown layer type {other:?}; expected \"full_attention\" or \
+                             \"sliding_attention\""
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+            None => {
+                let every = r.global_attn_every_n_layers.max(1);
+                (0..n)
+                    .map(|i| (i % every != 0).then_some(half_window))
+                    .collect()
+            }
+        };
+        let theta = |kind: &str| {
+            r.rope_parameters
+                .as_ref()
+                .and_then(|p| p.get(kind))
+                .and_then(|p| p.get("rope_theta"))
+                .and_then(serde_json::Value::as_f64)
+        };
+        let config = Self {
+            vocab_size: r.vocab_size,
+            hidden_size: r.hidden_size,
+            intermediate_size: r.intermediate_size,
+            num_attention_heads: r.num_attention_heads,
+            max_position_embeddings: r.max_position_embeddings,
+            norm_eps: r.norm_eps,
+            norm_bias: r.norm_bias,
+            attention_bias: r.attention_bias,
+            mlp_bias: r.mlp_bias,
+            classifier_bias: r.classifier_bias,
+            hidden_activation: r.hidden_activation,
+            classifier_activation: r.classifier_activation,
+            classifier_pooling: r.classifier_pooling,
+            pad_token_id: r.pad_token_id,
+            windows,
+            global_rope_theta: theta("full_attention")
+                .or(r.global_rope_theta)
+                .unwrap_or(160_000.0),
+            local_rope_theta: theta("sliding_attention")
+                .or(r.local_rope_theta)
+                .unwrap_or(10_000.0),
+        };
+        config.validate(r.local_attention)?;
+        Ok(config)
+    }
+
+    fn validate(&self, local_attention: usize) -> Result<()> {
+        let heads = self.num_attention_heads;
+        if self.hidden_size == 0 || heads == 0 || !self.hidden_size.is_multiple_of(heads) {
+            return Err(Error::invalid(format!(
+                "hidden_size {} is not a positive multiple of num_attention_heads {heads}",
+                self.hidden_size
+            )));
+        }
+        if !(self.hidden_size / heads).is_multiple_of(2) {
+            return Err(Error::invalid(format!(
+                "the head size {} is odd; rotary positions need an even one",
+                self.hidden_size / heads
+            )));
+        }
+        if self.windows.iter().any(Option::is_some)
+            && local_attention > self.max_position_embeddings
+        {
+            return Err(Error::invalid(format!(
+                "local_attention {local_attention} is larger than the position table \
+                 (max_position_embeddings {})",
+                self.max_position_embeddings
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
 /// The parsed `config.json` of a checkpoint.
 pub struct ModelConfig {
     pub encoder: Config,
@@ -147,9 +338,11 @@ impl ModelConfig {
             Some("xlm-roberta") | Some("roberta") => Ok(Family::XlmRoberta),
             Some("electra") => Ok(Family::Electra),
             Some("distilbert") => Ok(Family::DistilBert),
+            Some("modernbert") => Ok(Family::ModernBert),
             Some(other) => Err(Error::UnsupportedArchitecture {
                 found: other.to_string(),
-                supported: "model_type bert, roberta, xlm-roberta, electra, distilbert".to_string(),
+                supported: "model_type bert, roberta, xlm-roberta, electra, distilbert, modernbert"
+                    .to_string(),
             }),
         }
     }

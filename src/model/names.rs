@@ -80,12 +80,39 @@ pub const ROBERTA_HEAD_OUT: &str = "classifier.out_proj";
 pub const DISTILBERT_PRE_CLASSIFIER: &str = "pre_classifier";
 pub const DISTILBERT_CLASSIFIER: &str = "classifier";
 
-/// The word embeddings' full name under an encoder prefix (`""`: a bare encoder).
-pub fn word_embeddings(prefix: &str) -> String {
-    let name = format!("{EMBEDDINGS}.{WORD_EMBEDDINGS}.weight");
+/// `name` under an encoder prefix (`""`: a bare encoder).
+pub fn under(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
-        name
+        name.to_string()
     } else {
         format!("{prefix}.{name}")
     }
+}
+
+/// The word embeddings of a BERT-style encoder and of ModernBERT, under the encoder.
+pub const BERT_WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+pub const MODERNBERT_WORD_EMBEDDINGS: &str = "embeddings.tok_embeddings.weight";
+
+/// ModernBERT's weights under its encoder (`model.` in a classifier).
+pub mod modernbert {
+    pub const EMBEDDINGS: &str = "embeddings.tok_embeddings";
+    pub const EMBEDDINGS_NORM: &str = "embeddings.norm";
+    /// Layer `i` is `layers.{i}`; layer 0 has no attention norm (the embeddings' norm
+    /// precedes it).
+    pub fn layer(i: usize) -> String {
+        format!("layers.{i}")
+    }
+    pub const ATTENTION_NORM: &str = "attn_norm";
+    pub const QKV: &str = "attn.Wqkv";
+    pub const ATTENTION_OUTPUT: &str = "attn.Wo";
+    pub const MLP_NORM: &str = "mlp_norm";
+    /// The GeGLU input projection: the activation's input and the gate, side by side.
+    pub const MLP_INPUT: &str = "mlp.Wi";
+    pub const MLP_OUTPUT: &str = "mlp.Wo";
+    pub const FINAL_NORM: &str = "final_norm";
+    /// `ModernBertForSequenceClassification`'s head, at the root: dense, activation,
+    /// norm, then the classifier.
+    pub const HEAD_DENSE: &str = "head.dense";
+    pub const HEAD_NORM: &str = "head.norm";
+    pub const CLASSIFIER: &str = "classifier";
 }

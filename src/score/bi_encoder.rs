@@ -56,7 +56,7 @@ impl BiEncoder {
         let config = ModelConfig::load(&source)?;
         let ckpt = Checkpoint::encoder(&source, &config, &backend.device())?;
         let family = ckpt.family;
-        let engine = backend.embedder(&ckpt, &config.encoder, options.precision)?;
+        let engine = backend.embedder(&ckpt, &config, options.precision)?;
         let st = SentenceTransformerConfig::load(&source)?;
         let tokenizer = TextTokenizer::for_model(
             &source,

@@ -147,7 +147,7 @@ impl CrossEncoder {
         let num_labels = config.num_labels();
         let ckpt = Checkpoint::classifier(&source, &config, &backend.device())?;
         let family = ckpt.family;
-        let engine = backend.classifier(&ckpt, &config.encoder, num_labels, options.precision)?;
+        let engine = backend.classifier(&ckpt, &config, num_labels, options.precision)?;
         let tokenizer =
             TextTokenizer::for_model(&source, family, &config.encoder, options.max_length, None)?;
         let activation = match options.activation {

@@ -8,8 +8,8 @@ use candle_core::Device;
 use tokenizers::Encoding;
 
 use crate::error::{Error, Result};
-use crate::model::checkpoint::Checkpoint;
-use crate::model::config::Config;
+use crate::model::checkpoint::{Checkpoint, Family};
+use crate::model::config::{ModelConfig, ModernBertConfig};
 use crate::model::precision::Precision;
 use crate::score::pooling::Pooling;
 use crate::score::{candle, cpu};
@@ -56,15 +56,36 @@ impl Backend {
         }
     }
 
+    /// ModernBERT runs on candle's model on every device for now, in float32.
+    fn modernbert(&self, config: &ModelConfig, precision: Precision) -> Result<ModernBertConfig> {
+        if precision != Precision::Float32 {
+            return Err(Error::invalid(format!(
+                "precision {:?} is not implemented for ModernBERT yet; use precision=\"float32\"",
+                precision.name()
+            )));
+        }
+        ModernBertConfig::from_json(&config.raw)
+    }
+
     /// A sequence classifier: the encoder and its classification head.
     pub fn classifier(
         &self,
         ckpt: &Checkpoint,
-        config: &Config,
+        model_config: &ModelConfig,
         num_labels: usize,
         precision: Precision,
     ) -> Result<Box<dyn Engine>> {
         self.check_precision(precision)?;
+        if ckpt.family == Family::ModernBert {
+            let config = self.modernbert(model_config, precision)?;
+            return Ok(Box::new(candle::modernbert::Classifier::load(
+                ckpt,
+                &config,
+                num_labels,
+                &self.device(),
+            )?));
+        }
+        let config = &model_config.encoder;
         Ok(match self {
             Self::Cpu => Box::new(cpu::Classifier::load(ckpt, config, num_labels, precision)?),
             Self::Candle(device) => {
@@ -77,10 +98,19 @@ impl Backend {
     pub fn embedder(
         &self,
         ckpt: &Checkpoint,
-        config: &Config,
+        model_config: &ModelConfig,
         precision: Precision,
     ) -> Result<Box<dyn Engine>> {
         self.check_precision(precision)?;
+        if ckpt.family == Family::ModernBert {
+            let config = self.modernbert(model_config, precision)?;
+            return Ok(Box::new(candle::modernbert::Embedder::load(
+                ckpt,
+                &config,
+                &self.device(),
+            )?));
+        }
+        let config = &model_config.encoder;
         Ok(match self {
             Self::Cpu => Box::new(cpu::Embedder::load(ckpt, config, precision)?),
             Self::Candle(device) => Box::new(candle::Embedder::load(ckpt, config, device)?),

@@ -175,7 +175,7 @@ fn write_model(dir: &Path, kind: Kind, prefix: &str, num_labels: usize) {
         add(p("embeddings_project.weight"), &[HIDDEN, embedding]);
         add(p("embeddings_project.bias"), &[HIDDEN]);
     }
-    let names = kind.family().layout();
+    let names = kind.family().layout().unwrap();
     for l in 0..2 {
         let layer = |s: &str| p(&format!("{}.{s}", names.layer(l)));
         for name in [names.query, names.key, names.value, names.attention_output] {
@@ -417,10 +417,8 @@ fn cpu_engine_equals_candle_reference() {
         let config = ModelConfig::load(&source).unwrap();
         let ckpt = Checkpoint::classifier(&source, &config, &Device::Cpu).unwrap();
         let f32 = Precision::Float32;
-        let reference = candle.classifier(&ckpt, &config.encoder, 3, f32).unwrap();
-        let cpu = Backend::Cpu
-            .classifier(&ckpt, &config.encoder, 3, f32)
-            .unwrap();
+        let reference = candle.classifier(&ckpt, &config, 3, f32).unwrap();
+        let cpu = Backend::Cpu.classifier(&ckpt, &config, 3, f32).unwrap();
         let tok = TextTokenizer::load(&source, family, 32).unwrap();
         let encodings = tok.encode_pairs(&pairs()).unwrap();
         let batch: Vec<_> = encodings.iter().collect();
@@ -431,10 +429,8 @@ fn cpu_engine_equals_candle_reference() {
         );
 
         let encoder = Checkpoint::encoder(&source, &config, &Device::Cpu).unwrap();
-        let reference = candle.embedder(&encoder, &config.encoder, f32).unwrap();
-        let cpu = Backend::Cpu
-            .embedder(&encoder, &config.encoder, f32)
-            .unwrap();
+        let reference = candle.embedder(&encoder, &config, f32).unwrap();
+        let cpu = Backend::Cpu.embedder(&encoder, &config, f32).unwrap();
         let texts = ["flow over a flat plate", "lift", "the wing in heat slabs"];
         let encodings = tok.encode_texts(&texts).unwrap();
         let batch: Vec<_> = encodings.iter().collect();

@@ -2,6 +2,7 @@
 //! on devices other than the CPU (CUDA, Metal builds). Padded batches, as transformers.
 
 pub(crate) mod bert;
+pub(crate) mod modernbert;
 
 use candle_core::{Device, Tensor, D};
 use tokenizers::Encoding;
@@ -25,7 +26,7 @@ pub(crate) struct ClassificationHead {
 
 impl ClassificationHead {
     pub fn load(ckpt: &Checkpoint, hidden: usize, num_labels: usize) -> Result<Self> {
-        let (dense_vb, activation, out_vb) = ckpt.head();
+        let (dense_vb, activation, out_vb) = ckpt.head()?;
         Ok(Self {
             dense: Linear::load(hidden, hidden, dense_vb)?,
             activation,
@@ -81,7 +82,7 @@ impl Classifier {
         device: &Device,
     ) -> Result<Self> {
         Ok(Self {
-            encoder: BertModel::load(ckpt.encoder_vb(), config, ckpt.family.layout())?,
+            encoder: BertModel::load(ckpt.encoder_vb(), config, ckpt.family.layout()?)?,
             head: ClassificationHead::load(ckpt, config.hidden_size, num_labels)?,
             inputs: Inputs::new(ckpt, config, device),
         })
@@ -108,7 +109,7 @@ pub(crate) struct Embedder {
 impl Embedder {
     pub fn load(ckpt: &Checkpoint, config: &Config, device: &Device) -> Result<Self> {
         Ok(Self {
-            encoder: BertModel::load(ckpt.encoder_vb(), config, ckpt.family.layout())?,
+            encoder: BertModel::load(ckpt.encoder_vb(), config, ckpt.family.layout()?)?,
             inputs: Inputs::new(ckpt, config, device),
         })
     }

@@ -38,9 +38,9 @@ impl Classifier {
         precision: Precision,
     ) -> Result<Self> {
         let h = config.hidden_size;
-        let (dense_vb, activation, out_vb) = ckpt.head();
+        let (dense_vb, activation, out_vb) = ckpt.head()?;
         Ok(Self {
-            encoder: Encoder::load(&ckpt.encoder_vb(), config, ckpt.family.layout(), precision)?,
+            encoder: Encoder::load(&ckpt.encoder_vb(), config, ckpt.family.layout()?, precision)?,
             dense: Dense::load(&dense_vb, h, h)?,
             activation,
             out: Dense::load(&out_vb, h, num_labels)?,
@@ -73,7 +73,7 @@ pub(crate) struct Embedder {
 impl Embedder {
     pub fn load(ckpt: &Checkpoint, config: &Config, precision: Precision) -> Result<Self> {
         Ok(Self {
-            encoder: Encoder::load(&ckpt.encoder_vb(), config, ckpt.family.layout(), precision)?,
+            encoder: Encoder::load(&ckpt.encoder_vb(), config, ckpt.family.layout()?, precision)?,
             scheme: ckpt.family.input_scheme(config),
         })
     }
