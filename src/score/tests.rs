@@ -540,3 +540,78 @@ fn candle_engine_equals_cpu_engine() {
         ));
     }
 }
+
+/// A 3-layer ModernBERT classifier (global, sliding, sliding; a token sees 2 positions
+/// either side with `local_attention` 4) with the BERT test tokenizer.
+fn write_modernbert(dir: &Path, local_attention: usize) {
+    write_model(dir, Kind::Bert, "", 1); // its tokenizer.json; config and weights replaced
+    let vocab = 4 + WORDS.len();
+    let config = json!({
+        "architectures": ["ModernBertForSequenceClassification"], "model_type": "modernbert",
+        "vocab_size": vocab, "hidden_size": HIDDEN, "intermediate_size": INTER, "num_hidden_layers": 3,
+        "num_attention_heads": 4, "max_position_embeddings": 64, "local_attention": local_attention,
+        "global_attn_every_n_layers": 3, "pad_token_id": 0, "classifier_pooling": "mean",
+        "id2label": {"0": "LABEL_0"},
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut seed = 100u64;
+    let mut add = |name: String, shape: &[usize]| {
+        seed += 1;
+        let t = randn(shape, seed);
+        let t = if name.contains("norm") {
+            (t + 1.0).unwrap()
+        } else {
+            t
+        };
+        tensors.insert(name, t);
+    };
+    add(
+        "model.embeddings.tok_embeddings.weight".into(),
+        &[vocab, HIDDEN],
+    );
+    add("model.embeddings.norm.weight".into(), &[HIDDEN]);
+    for l in 0..3 {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        if l > 0 {
+            add(p("attn_norm.weight"), &[HIDDEN]);
+        }
+        add(p("attn.Wqkv.weight"), &[3 * HIDDEN, HIDDEN]);
+        add(p("attn.Wo.weight"), &[HIDDEN, HIDDEN]);
+        add(p("mlp_norm.weight"), &[HIDDEN]);
+        add(p("mlp.Wi.weight"), &[2 * INTER, HIDDEN]);
+        add(p("mlp.Wo.weight"), &[HIDDEN, INTER]);
+    }
+    add("model.final_norm.weight".into(), &[HIDDEN]);
+    add("head.dense.weight".into(), &[HIDDEN, HIDDEN]);
+    add("head.norm.weight".into(), &[HIDDEN]);
+    add("classifier.weight".into(), &[1, HIDDEN]);
+    add("classifier.bias".into(), &[1]);
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn modernbert_scores_ignore_padding_and_see_only_the_window() {
+    let (local, global) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_modernbert(local.path(), 4);
+    write_modernbert(global.path(), 64);
+    let ce = load(local.path());
+    let alone = predict(&ce, &pairs(), 1);
+    assert_close(&alone, &predict(&ce, &pairs(), 6), 1e-5);
+    assert!(alone.iter().all(|v| v.is_finite()));
+    // Only pairs longer than the window (2 each side) see the difference.
+    let wide = predict(&load(global.path()), &pairs(), 6);
+    let lengths: Vec<usize> = ce
+        .tokenize(&pairs())
+        .unwrap()
+        .iter()
+        .map(Vec::len)
+        .collect();
+    for ((a, b), n) in alone.iter().zip(&wide).zip(lengths) {
+        if n <= 3 {
+            assert!((a - b).abs() < 1e-5, "{n} tokens: {a} vs {b}");
+        } else {
+            assert!((a - b).abs() > 1e-4, "{n} tokens: {a} vs {b}");
+        }
+    }
+}
