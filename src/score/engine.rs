@@ -56,7 +56,7 @@ impl Backend {
         }
     }
 
-    /// ModernBERT runs on candle's model on every device for now, in float32.
+    /// ModernBERT's config; it runs in float32 only for now.
     fn modernbert(&self, config: &ModelConfig, precision: Precision) -> Result<ModernBertConfig> {
         if precision != Precision::Float32 {
             return Err(Error::invalid(format!(
@@ -78,12 +78,14 @@ impl Backend {
         self.check_precision(precision)?;
         if ckpt.family == Family::ModernBert {
             let config = self.modernbert(model_config, precision)?;
-            return Ok(Box::new(candle::modernbert::Classifier::load(
-                ckpt,
-                &config,
-                num_labels,
-                &self.device(),
-            )?));
+            return Ok(match self {
+                Self::Cpu => Box::new(cpu::modernbert::Classifier::load(
+                    ckpt, &config, num_labels,
+                )?),
+                Self::Candle(device) => Box::new(candle::modernbert::Classifier::load(
+                    ckpt, &config, num_labels, device,
+                )?),
+            });
         }
         let config = &model_config.encoder;
         Ok(match self {
@@ -104,11 +106,12 @@ impl Backend {
         self.check_precision(precision)?;
         if ckpt.family == Family::ModernBert {
             let config = self.modernbert(model_config, precision)?;
-            return Ok(Box::new(candle::modernbert::Embedder::load(
-                ckpt,
-                &config,
-                &self.device(),
-            )?));
+            return Ok(match self {
+                Self::Cpu => Box::new(cpu::modernbert::Embedder::load(ckpt, &config)?),
+                Self::Candle(device) => {
+                    Box::new(candle::modernbert::Embedder::load(ckpt, &config, device)?)
+                }
+            });
         }
         let config = &model_config.encoder;
         Ok(match self {

@@ -615,3 +615,39 @@ fn modernbert_scores_ignore_padding_and_see_only_the_window() {
         }
     }
 }
+
+#[test]
+fn modernbert_cpu_engine_equals_candle_reference() {
+    // Windows narrower and wider than the pairs (2 and 32 positions either side).
+    for local_attention in [4, 64] {
+        let dir = tempfile::tempdir().unwrap();
+        write_modernbert(dir.path(), local_attention);
+        let path = dir.path().to_str().unwrap();
+        let options = CrossEncoderOptions {
+            activation: Some(Activation::Identity),
+            ..Default::default()
+        };
+        let candle = CrossEncoder::load_on(path, &options, Backend::Candle(Device::Cpu)).unwrap();
+        assert_close(
+            &predict(&load(dir.path()), &pairs(), 4),
+            &predict(&candle, &pairs(), 4),
+            2e-5,
+        );
+        let texts = [
+            "flow over a flat plate in the boundary layer over the wing",
+            "lift",
+            "",
+        ];
+        let embed = |be: BiEncoder| {
+            be.encode(&texts, 2, None, None, &mut |_| Ok(()))
+                .unwrap()
+                .values
+        };
+        let bi = BiEncoderOptions::default();
+        assert_close(
+            &embed(BiEncoder::load(path, &bi).unwrap()),
+            &embed(BiEncoder::load_on(path, &bi, Backend::Candle(Device::Cpu)).unwrap()),
+            2e-5,
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! norm, pre-norm layers with rotary positions (one base for the global layers, another
 //! for the sliding-window ones), GeGLU feed-forward, a final norm; no biases unless the
 //! config asks. Padded batches; a sliding-window layer sees the keys at most `w` positions
-//! away. The reference for ModernBERT (and, until the CPU engine runs it, its engine).
+//! away. The reference the CPU engine's ModernBERT (`score::cpu::modernbert`) is tested
+//! against, and the engine on other devices.
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};

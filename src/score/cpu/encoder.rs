@@ -67,13 +67,27 @@ enum Weight {
 
 impl Dense {
     pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
+        Self::load_with_bias(vb, in_dim, out_dim, true)
+    }
+
+    /// A layer whose bias may be absent from the checkpoint (then zero).
+    pub fn load_with_bias(
+        vb: &VarBuilder,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Self> {
         Ok(Self {
             weight: Weight::F32(
                 vb.get((out_dim, in_dim), "weight")?
                     .flatten_all()?
                     .to_vec1()?,
             ),
-            bias: vb.get(out_dim, "bias")?.to_vec1()?,
+            bias: if bias {
+                vb.get(out_dim, "bias")?.to_vec1()?
+            } else {
+                vec![0.0; out_dim]
+            },
             in_dim,
             out_dim,
             smoothing: None,
@@ -240,16 +254,25 @@ fn keeps_f32(index: usize, layers: usize) -> bool {
     index >= layers / 2
 }
 
-struct Norm {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
+pub(crate) struct Norm {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
 }
 
 impl Norm {
     fn load(vb: &VarBuilder, size: usize) -> Result<Self> {
+        Self::load_with_bias(vb, size, true)
+    }
+
+    /// A LayerNorm whose bias may be absent from the checkpoint (then zero).
+    pub fn load_with_bias(vb: &VarBuilder, size: usize, bias: bool) -> Result<Self> {
         Ok(Self {
             weight: vb.get(size, "weight")?.to_vec1()?,
-            bias: vb.get(size, "bias")?.to_vec1()?,
+            bias: if bias {
+                vb.get(size, "bias")?.to_vec1()?
+            } else {
+                vec![0.0; size]
+            },
         })
     }
 }

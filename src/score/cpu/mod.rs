@@ -8,6 +8,7 @@ pub(crate) mod gemm;
 pub(crate) mod int8;
 pub mod isa;
 pub(crate) mod kernels;
+pub(crate) mod modernbert;
 
 use tokenizers::Encoding;
 
