@@ -36,6 +36,7 @@ from bench_cross_encoder import bm25_candidates  # noqa: E402
 from sentence_transformers import CrossEncoder as STCrossEncoder  # noqa: E402
 
 import crossrank  # noqa: E402
+
 import fixtures  # noqa: E402
 
 BASE = dict(hidden_size=768, intermediate_size=1152, num_hidden_layers=22, num_attention_heads=12,
