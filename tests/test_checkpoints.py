@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hf_reference import hf_logits
 from safetensors.torch import load_file, save_file
 
 import crossrank
@@ -67,14 +68,6 @@ def xlmr_dir(tmp_path_factory, cranfield):
     return out, model, fast
 
 
-def _hf_logits(model, tokenizer, pairs, max_length):
-    enc = tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation="longest_first",
-                    max_length=max_length, padding=True, return_tensors="pt")
-    enc.pop("token_type_ids", None)
-    with torch.inference_mode():
-        return model(**enc).logits.numpy()
-
-
 def test_xlm_roberta_parity(xlmr_dir):
     path, model, tokenizer = xlmr_dir
     ce = crossrank.CrossEncoder(str(path))
@@ -84,7 +77,7 @@ def test_xlm_roberta_parity(xlmr_dir):
     assert ce.tokenize(PAIRS) == ids
     assert any(len(i) == 64 for i in ids)
     ours = ce.predict(PAIRS, activation_fn="identity")
-    theirs = _hf_logits(model, tokenizer, PAIRS, 64)[:, 0]
+    theirs = hf_logits(model, tokenizer, PAIRS, 64, inputs=("input_ids", "attention_mask"))[:, 0]
     assert np.abs(theirs).max() > 0.05
     assert np.abs(ours - theirs).max() <= 1e-4
     with pytest.raises(ValueError, match="position table"):

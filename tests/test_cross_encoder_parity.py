@@ -5,27 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hf_reference import hf_logits
 
 import crossrank
 
 torch.set_num_threads(2)
-
-
-def hf_logits(model, tokenizer, pairs, max_length, batch_size=32):
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(pairs), batch_size):
-            chunk = pairs[i : i + batch_size]
-            enc = tokenizer(
-                [q for q, _ in chunk],
-                [d for _, d in chunk],
-                truncation="longest_first",
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
-            out.append(model(**enc).logits.float().numpy())
-    return np.concatenate(out)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hf_reference import hf_logits
 
 import crossrank
 
@@ -59,17 +60,6 @@ def checkpoint(request, minilm_dir, tmp_path_factory):
     return request.param, path, model.eval()
 
 
-def _hf_logits(model, tokenizer, pairs, max_length):
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(pairs), 32):
-            chunk = pairs[i:i + 32]
-            enc = tokenizer([q for q, _ in chunk], [d for _, d in chunk], truncation="longest_first",
-                            max_length=max_length, padding=True, return_tensors="pt")
-            out.append(model(**enc).logits[:, 0].numpy())
-    return np.concatenate(out)
-
-
 @pytest.mark.parametrize("max_length", [64, 256])
 def test_logits_and_token_ids_equal_transformers(checkpoint, cranfield_pairs, max_length):
     from transformers import AutoTokenizer
@@ -82,7 +72,7 @@ def test_logits_and_token_ids_equal_transformers(checkpoint, cranfield_pairs, ma
                          max_length=max_length)["input_ids"]
     assert ce.tokenize(pairs) == want_ids
     assert sum(len(ids) == max_length for ids in want_ids) > 20, "pairs must reach max_length"
-    theirs = _hf_logits(model, tokenizer, pairs, max_length)
+    theirs = hf_logits(model, tokenizer, pairs, max_length)[:, 0]
     ours = ce.predict(pairs, activation_fn="identity")
     assert theirs.std() > 0.05, "the random head must separate pairs for the comparison to mean something"
     assert np.abs(ours - theirs).max() <= 1e-4, name

@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from hf_reference import hf_logits
 
 import crossrank
 
@@ -57,17 +58,6 @@ def checkpoint(request, minilm_dir, tmp_path_factory):
     return path, model
 
 
-def _hf_logits(model, tokenizer, pairs, max_length):
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(pairs), 32):
-            chunk = pairs[i:i + 32]
-            enc = tokenizer([q for q, _ in chunk], [d for _, d in chunk], truncation="longest_first",
-                            max_length=max_length, padding=True, return_tensors="pt")
-            out.append(model(**enc).logits[:, 0].numpy())
-    return np.concatenate(out)
-
-
 @pytest.mark.parametrize("max_length", [48, 200])
 def test_logits_equal_transformers(checkpoint, minilm_dir, cranfield_pairs, max_length):
     path, model = checkpoint
@@ -77,7 +67,7 @@ def test_logits_equal_transformers(checkpoint, minilm_dir, cranfield_pairs, max_
                                              truncation="longest_first", max_length=max_length)["input_ids"]]
     assert max(lengths) == max_length > 2 * SIZES["local_attention"], "the window must be shorter than inputs"
     ours = crossrank.CrossEncoder(str(path), max_length=max_length).predict(pairs, activation_fn="identity")
-    theirs = _hf_logits(model, tokenizer, pairs, max_length)
+    theirs = hf_logits(model, tokenizer, pairs, max_length)[:, 0]
     assert theirs.std() > 0.05, "the random head must separate pairs for the comparison to mean something"
     assert np.abs(ours - theirs).max() <= 1e-4
 

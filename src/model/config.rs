@@ -277,6 +277,18 @@ impl ModernBertConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
+
+    /// The rotary angles for base `theta`: (max_position_embeddings, head_dim / 2)
+    /// row-major, `position * theta^(-2i / head_dim)` as transformers' default RoPE.
+    pub fn rotary_angles(&self, theta: f64) -> Vec<f32> {
+        let d = self.head_dim();
+        let inv_freq: Vec<f32> = (0..d / 2)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / d as f64)) as f32)
+            .collect();
+        (0..self.max_position_embeddings)
+            .flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f))
+            .collect()
+    }
 }
 
 /// The parsed `config.json` of a checkpoint.

@@ -44,15 +44,9 @@ struct Rotary {
 }
 
 impl Rotary {
-    fn new(theta: f64, head_dim: usize, positions: usize, device: &Device) -> Result<Self> {
-        let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
-            .collect();
-        let angles: Vec<f32> = (0..positions)
-            .flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f))
-            .collect();
-        let angles = Tensor::from_vec(angles, (positions, half), device)?;
+    fn new(c: &ModernBertConfig, theta: f64, device: &Device) -> Result<Self> {
+        let shape = (c.max_position_embeddings, c.head_dim() / 2);
+        let angles = Tensor::from_vec(c.rotary_angles(theta), shape, device)?;
         Ok(Self {
             cos: angles.cos()?,
             sin: angles.sin()?,
@@ -113,7 +107,6 @@ impl ModernBertModel {
         let layers = (0..c.windows.len())
             .map(|i| Layer::load(vb.pp(names::layer(i)), c, i))
             .collect::<Result<Vec<_>>>()?;
-        let (d, positions) = (c.head_dim(), c.max_position_embeddings);
         Ok(Self {
             embeddings: Embedding::new(
                 vb.pp(names::EMBEDDINGS).get((c.vocab_size, h), "weight")?,
@@ -122,8 +115,8 @@ impl ModernBertModel {
             embeddings_norm: norm(vb.pp(names::EMBEDDINGS_NORM), c)?,
             layers,
             final_norm: norm(vb.pp(names::FINAL_NORM), c)?,
-            global_rotary: Rotary::new(c.global_rope_theta, d, positions, device)?,
-            local_rotary: Rotary::new(c.local_rope_theta, d, positions, device)?,
+            global_rotary: Rotary::new(c, c.global_rope_theta, device)?,
+            local_rotary: Rotary::new(c, c.local_rope_theta, device)?,
             config: c.clone(),
         })
     }

@@ -38,18 +38,12 @@ struct Rotary {
 }
 
 impl Rotary {
-    fn new(theta: f64, head_dim: usize, positions: usize) -> Self {
-        let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
-            .collect();
-        let angles: Vec<f32> = (0..positions)
-            .flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f))
-            .collect();
+    fn new(c: &ModernBertConfig, theta: f64) -> Self {
+        let angles = c.rotary_angles(theta);
         Self {
             cos: angles.iter().map(|a| a.cos()).collect(),
             sin: angles.iter().map(|a| a.sin()).collect(),
-            half,
+            half: c.head_dim() / 2,
         }
     }
 
@@ -124,7 +118,6 @@ impl ModernBertEncoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (d, positions) = (c.head_dim(), c.max_position_embeddings);
         Ok(Self {
             embeddings: vb
                 .pp(names::EMBEDDINGS)
@@ -134,8 +127,8 @@ impl ModernBertEncoder {
             embeddings_norm: norm(&vb.pp(names::EMBEDDINGS_NORM))?,
             layers,
             final_norm: norm(&vb.pp(names::FINAL_NORM))?,
-            global_rotary: Rotary::new(c.global_rope_theta, d, positions),
-            local_rotary: Rotary::new(c.local_rope_theta, d, positions),
+            global_rotary: Rotary::new(c, c.global_rope_theta),
+            local_rotary: Rotary::new(c, c.local_rope_theta),
             config: c.clone(),
         })
     }
