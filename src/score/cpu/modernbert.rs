@@ -10,6 +10,7 @@ use tokenizers::Encoding;
 
 use super::encoder::{Dense, Norm, Packed};
 use super::gemm::{matmul, Mat, MatMut, B};
+use super::int8::QuantizedRows;
 use super::kernels;
 use crate::error::{Error, Result};
 use crate::model::checkpoint::{Checkpoint, InputScheme};
@@ -153,35 +154,52 @@ impl ModernBertEncoder {
         let layer_norm =
             |xs: &mut [f32], n: &Norm| kernels::layer_norm(xs, &n.weight, &n.bias, eps);
         layer_norm(&mut x, &self.embeddings_norm);
+        // Buffers reused by every layer: allocating them per layer costs page faults on
+        // every large batch.
         let mut normed = vec![0f32; rows * h];
+        let mut qkv = vec![0f32; rows * 3 * h];
+        let mut context = Vec::new();
+        let mut out = vec![0f32; rows * h];
+        let mut inner = vec![0f32; rows * 2 * inter];
         let mut glu = vec![0f32; rows * inter];
+        let mut scratch = QuantizedRows::default();
         for layer in &self.layers {
             normed.copy_from_slice(&x);
             if let Some(n) = &layer.attn_norm {
                 layer_norm(&mut normed, n);
             }
-            let mut qkv = layer.qkv.forward(&normed, rows);
+            layer
+                .qkv
+                .forward_into(&normed, rows, &mut qkv, &mut scratch);
             let rotary = match layer.window {
                 Some(_) => &self.local_rotary,
                 None => &self.global_rotary,
             };
             rotary.apply(&mut qkv, &p.positions, h);
-            let context = self.attention(&qkv, p, layer.window);
-            let attn = layer.attn_out.forward(&context, rows);
-            x.iter_mut().zip(&attn).for_each(|(a, b)| *a += b);
+            self.attention(&qkv, p, layer.window, &mut context);
+            layer
+                .attn_out
+                .forward_into(&context, rows, &mut out, &mut scratch);
+            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
             normed.copy_from_slice(&x);
             layer_norm(&mut normed, &layer.mlp_norm);
-            let inner = layer.mlp_in.forward(&normed, rows);
+            layer
+                .mlp_in
+                .forward_into(&normed, rows, &mut inner, &mut scratch);
             // GeGLU: act(input) * gate, the two halves of each row.
             glu.par_chunks_exact_mut(inter)
                 .zip(inner.par_chunks_exact(2 * inter))
-                .for_each(|(out, row)| {
-                    out.copy_from_slice(&row[..inter]);
-                    activate(out, c.hidden_activation);
-                    out.iter_mut().zip(&row[inter..]).for_each(|(o, g)| *o *= g);
+                .for_each(|(g, row)| {
+                    g.copy_from_slice(&row[..inter]);
+                    activate(g, c.hidden_activation);
+                    g.iter_mut()
+                        .zip(&row[inter..])
+                        .for_each(|(o, gate)| *o *= gate);
                 });
-            let mlp = layer.mlp_out.forward(&glu, rows);
-            x.iter_mut().zip(&mlp).for_each(|(a, b)| *a += b);
+            layer
+                .mlp_out
+                .forward_into(&glu, rows, &mut out, &mut scratch);
+            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
         }
         layer_norm(&mut x, &self.final_norm);
         Ok(x)
@@ -189,7 +207,7 @@ impl ModernBertEncoder {
 
     /// Self-attention context, (tokens, hidden), per (sequence, head); with a window `w`
     /// a token sees the keys at most `w` positions away, and only those are computed.
-    fn attention(&self, qkv: &[f32], p: &Packed, window: Option<usize>) -> Vec<f32> {
+    fn attention(&self, qkv: &[f32], p: &Packed, window: Option<usize>, context: &mut Vec<f32>) {
         let c = &self.config;
         let (h, heads, d) = (c.hidden_size, c.num_attention_heads, c.head_dim());
         let scale = 1.0 / (d as f32).sqrt();
@@ -259,14 +277,13 @@ impl ModernBertEncoder {
                 out
             })
             .collect();
-        let mut context = vec![0f32; p.ids.len() * h];
+        context.resize(p.ids.len() * h, 0.0);
         for (&(s, hd), out) in tasks.iter().zip(&results) {
             for (r, src) in out.chunks_exact(d).enumerate() {
                 let dst = (p.offsets[s] + r) * h + hd * d;
                 context[dst..dst + d].copy_from_slice(src);
             }
         }
-        context
     }
 }
 
