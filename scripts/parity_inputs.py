@@ -134,8 +134,10 @@ def hf_pair_ids(tokenizer, pairs, max_length) -> list[list[int]]:
                      max_length=max_length)["input_ids"]
 
 
-def hf_pair_logits(model, tokenizer, pairs, max_length, batch_size=16):
-    """transformers' logits, (n, num_labels), for (query, document) pairs."""
+def hf_pair_logits(model, tokenizer, pairs, max_length, batch_size=16, inputs=None):
+    """transformers' logits, (n, num_labels), for (query, document) pairs. ``inputs``: the
+    tokenizer outputs the model gets (default: all; a tokenizer built by hand may return
+    ``token_type_ids`` that an XLM-R model does not take)."""
     import numpy as np
     import torch
 
@@ -145,5 +147,7 @@ def hf_pair_logits(model, tokenizer, pairs, max_length, batch_size=16):
             chunk = pairs[i : i + batch_size]
             enc = tokenizer([q for q, _ in chunk], [d for _, d in chunk], truncation="longest_first",
                             max_length=max_length, padding=True, return_tensors="pt")
+            if inputs is not None:
+                enc = {k: v for k, v in enc.items() if k in inputs}
             out.append(model(**enc).logits.float().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hf_reference import hf_logits
 from safetensors.torch import load_file, save_file
 
 import crossrank
+
+from parity_inputs import hf_pair_logits
 
 torch.set_num_threads(2)
 
@@ -77,7 +78,8 @@ def test_xlm_roberta_parity(xlmr_dir):
     assert ce.tokenize(PAIRS) == ids
     assert any(len(i) == 64 for i in ids)
     ours = ce.predict(PAIRS, activation_fn="identity")
-    theirs = hf_logits(model, tokenizer, PAIRS, 64, inputs=("input_ids", "attention_mask"))[:, 0]
+    theirs = hf_pair_logits(model, tokenizer, PAIRS, 64, batch_size=len(PAIRS),
+                            inputs=("input_ids", "attention_mask"))[:, 0]
     assert np.abs(theirs).max() > 0.05
     assert np.abs(ours - theirs).max() <= 1e-4
     with pytest.raises(ValueError, match="position table"):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hf_reference import hf_logits
 
 import crossrank
+
+from parity_inputs import hf_pair_logits
 
 torch.set_num_threads(2)
 
@@ -43,7 +44,7 @@ def test_logits_equal_transformers(ce_dir, hf_model, cranfield_pairs, max_length
     model, tokenizer = hf_model
     ce = crossrank.CrossEncoder(str(ce_dir), max_length=max_length)
     ours = ce.predict(cranfield_pairs, activation_fn="identity")
-    theirs = hf_logits(model, tokenizer, cranfield_pairs, max_length)[:, 0]
+    theirs = hf_pair_logits(model, tokenizer, cranfield_pairs, max_length, batch_size=32)[:, 0]
     assert ours.dtype == np.float32 and ours.shape == (len(cranfield_pairs),)
     assert np.abs(ours - theirs).max() <= 1e-4
     assert theirs.std() > 0.2  # the head separates pairs, so the comparison means something
@@ -79,7 +80,7 @@ def test_multilabel_softmax_equals_transformers(ce_multilabel_dir, cranfield_pai
     pairs = cranfield_pairs[:40]
     model = AutoModelForSequenceClassification.from_pretrained(str(ce_multilabel_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(ce_multilabel_dir))
-    logits = hf_logits(model, tokenizer, pairs, 256)
+    logits = hf_pair_logits(model, tokenizer, pairs, 256, batch_size=32)
     ce = crossrank.CrossEncoder(str(ce_multilabel_dir), max_length=256)
     assert ce.num_labels == 3 and ce.activation_fn == "identity"
     ours = ce.predict(pairs)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hf_reference import hf_logits
 
 import crossrank
+
+from parity_inputs import hf_pair_ids, hf_pair_logits
 
 torch.set_num_threads(2)
 
@@ -68,11 +69,10 @@ def test_logits_and_token_ids_equal_transformers(checkpoint, cranfield_pairs, ma
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     ce = crossrank.CrossEncoder(str(path), max_length=max_length)
     pairs = cranfield_pairs[:240]
-    want_ids = tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation="longest_first",
-                         max_length=max_length)["input_ids"]
+    want_ids = hf_pair_ids(tokenizer, pairs, max_length)
     assert ce.tokenize(pairs) == want_ids
     assert sum(len(ids) == max_length for ids in want_ids) > 20, "pairs must reach max_length"
-    theirs = hf_logits(model, tokenizer, pairs, max_length)[:, 0]
+    theirs = hf_pair_logits(model, tokenizer, pairs, max_length, batch_size=32)[:, 0]
     ours = ce.predict(pairs, activation_fn="identity")
     assert theirs.std() > 0.05, "the random head must separate pairs for the comparison to mean something"
     assert np.abs(ours - theirs).max() <= 1e-4, name

@@ -12,9 +12,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from hf_reference import hf_logits
 
 import crossrank
+
+from parity_inputs import hf_pair_ids, hf_pair_logits
 
 torch.set_num_threads(2)
 
@@ -63,11 +64,10 @@ def test_logits_equal_transformers(checkpoint, minilm_dir, cranfield_pairs, max_
     path, model = checkpoint
     tokenizer = _tokenizer(minilm_dir)
     pairs = cranfield_pairs[:200] + cranfield_pairs[-3:]
-    lengths = [len(ids) for ids in tokenizer([q for q, _ in pairs], [d for _, d in pairs],
-                                             truncation="longest_first", max_length=max_length)["input_ids"]]
+    lengths = [len(ids) for ids in hf_pair_ids(tokenizer, pairs, max_length)]
     assert max(lengths) == max_length > 2 * SIZES["local_attention"], "the window must be shorter than inputs"
     ours = crossrank.CrossEncoder(str(path), max_length=max_length).predict(pairs, activation_fn="identity")
-    theirs = hf_logits(model, tokenizer, pairs, max_length)[:, 0]
+    theirs = hf_pair_logits(model, tokenizer, pairs, max_length, batch_size=32)[:, 0]
     assert theirs.std() > 0.05, "the random head must separate pairs for the comparison to mean something"
     assert np.abs(ours - theirs).max() <= 1e-4
 
