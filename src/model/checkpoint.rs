@@ -14,7 +14,8 @@ use crate::model::weights::load_weights;
 pub const SUPPORTED_CLASSIFIERS: &str = "BertForSequenceClassification, \
      XLMRobertaForSequenceClassification, RobertaForSequenceClassification, \
      ElectraForSequenceClassification, DistilBertForSequenceClassification, \
-     ModernBertForSequenceClassification";
+     ModernBertForSequenceClassification, \
+     Qwen3ForCausalLM (a yes/no reranker such as Qwen3-Reranker)";
 
 /// The encoder family, which decides position ids, token types, weight names and the
 /// classification head. All are BERT-style post-norm encoders.
@@ -30,6 +31,9 @@ pub enum Family {
     /// Not BERT-style: rotary positions, pre-norm, GeGLU, sliding-window layers; its own
     /// model (`score::candle::modernbert`) and config (`ModernBertConfig`).
     ModernBert,
+    /// A causal decoder scored by its "yes"/"no" next-token logits (Qwen3-Reranker); its
+    /// own models (`score::candle::qwen3`, `score::cpu::qwen3`) and config (`Qwen3Config`).
+    Qwen3,
 }
 
 /// The function between a classification head's dense layer and its output projection.
@@ -51,6 +55,9 @@ impl Family {
             "ElectraForSequenceClassification" => Some(Family::Electra),
             "DistilBertForSequenceClassification" => Some(Family::DistilBert),
             "ModernBertForSequenceClassification" => Some(Family::ModernBert),
+            // Not a classifier in transformers' sense: the reranker reads two of the
+            // language-model head's logits (see `score::prompt`).
+            "Qwen3ForCausalLM" => Some(Family::Qwen3),
             _ => None,
         }
     }
@@ -61,7 +68,7 @@ impl Family {
             Family::XlmRoberta => &["roberta", ""],
             Family::Electra => &["electra", ""],
             Family::DistilBert => &["distilbert", ""],
-            Family::ModernBert => &["model", ""],
+            Family::ModernBert | Family::Qwen3 => &["model", ""],
         }
     }
 
@@ -69,6 +76,7 @@ impl Family {
     fn word_embeddings(self) -> &'static str {
         match self {
             Family::ModernBert => names::MODERNBERT_WORD_EMBEDDINGS,
+            Family::Qwen3 => names::QWEN3_WORD_EMBEDDINGS,
             _ => names::BERT_WORD_EMBEDDINGS,
         }
     }
@@ -78,7 +86,7 @@ impl Family {
         match self {
             Family::DistilBert => Ok(&names::DISTILBERT_LAYOUT),
             Family::Bert | Family::XlmRoberta | Family::Electra => Ok(&names::BERT_LAYOUT),
-            Family::ModernBert => Err(not_bert_style()),
+            Family::ModernBert | Family::Qwen3 => Err(not_bert_style()),
         }
     }
 
@@ -88,9 +96,11 @@ impl Family {
             Family::XlmRoberta => config
                 .max_position_embeddings
                 .saturating_sub(config.pad_token_id as usize + 1),
-            Family::Bert | Family::Electra | Family::DistilBert | Family::ModernBert => {
-                config.max_position_embeddings
-            }
+            Family::Bert
+            | Family::Electra
+            | Family::DistilBert
+            | Family::ModernBert
+            | Family::Qwen3 => config.max_position_embeddings,
         }
     }
 
@@ -107,7 +117,7 @@ impl Family {
             },
             // DistilBERT has no token-type table at all; ModernBERT's positions are
             // rotary, counted from 0 as BERT's.
-            Family::DistilBert | Family::ModernBert => InputScheme {
+            Family::DistilBert | Family::ModernBert | Family::Qwen3 => InputScheme {
                 roberta_padding_idx: None,
                 token_types: false,
             },
@@ -213,7 +223,7 @@ impl Checkpoint {
                 HeadActivation::Relu,
                 self.vb.pp(names::DISTILBERT_CLASSIFIER),
             ),
-            Family::ModernBert => return Err(not_bert_style()),
+            Family::ModernBert | Family::Qwen3 => return Err(not_bert_style()),
         })
     }
 }
@@ -231,7 +241,8 @@ fn find_prefix(has: &dyn Fn(&str) -> bool, family: Family) -> Result<String> {
     )))
 }
 
-/// ModernBERT reached code written for the BERT-style families: a bug, reported as such.
+/// ModernBERT or a decoder reached code written for the BERT-style families: a bug,
+/// reported as such.
 fn not_bert_style() -> Error {
-    Error::invalid("ModernBERT has no BERT-style layout or head (internal error)")
+    Error::invalid("this model has no BERT-style layout or head (internal error)")
 }

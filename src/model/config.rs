@@ -14,6 +14,8 @@ pub enum HiddenAct {
     GeluNew,
     GeluPytorchTanh,
     Relu,
+    /// The decoders' (Qwen3) gated MLP activation.
+    Silu,
 }
 
 fn default_hidden_act() -> HiddenAct {
@@ -288,6 +290,121 @@ impl ModernBertConfig {
         (0..self.max_position_embeddings)
             .flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f))
             .collect()
+    }
+}
+
+/// A Qwen3 decoder's `config.json` (`Qwen3ForCausalLM`, as Qwen3-Reranker): RMSNorm
+/// pre-norm layers, grouped-query attention with RMS-normed queries and keys, rotary
+/// positions, a SiLU-gated MLP, and the language-model head (tied to the embeddings or
+/// not) whose "yes"/"no" rows give the reranker's score.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Qwen3Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    pub max_position_embeddings: usize,
+    #[serde(default = "qwen3_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "qwen3_act")]
+    pub hidden_act: HiddenAct,
+    /// transformers 4 writes `rope_theta`, transformers 5 `rope_parameters.rope_theta`.
+    #[serde(default)]
+    rope_theta: Option<f64>,
+    #[serde(default)]
+    rope_parameters: Option<serde_json::Value>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    use_sliding_window: bool,
+}
+
+fn qwen3_eps() -> f64 {
+    1e-6
+}
+fn qwen3_act() -> HiddenAct {
+    HiddenAct::Silu
+}
+
+impl Qwen3Config {
+    pub fn from_json(raw: &serde_json::Value) -> Result<Self> {
+        let config: Self = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::invalid(format!("not a usable Qwen3 config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    pub fn rope_theta(&self) -> f64 {
+        self.rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(serde_json::Value::as_f64)
+            .or(self.rope_theta)
+            .unwrap_or(1_000_000.0)
+    }
+
+    /// The rotary angles: (max_position_embeddings, head_dim / 2) row-major,
+    /// `position * theta^(-2i / head_dim)` as transformers' default RoPE.
+    pub fn rotary_angles(&self) -> Vec<f32> {
+        let (d, theta) = (self.head_dim(), self.rope_theta());
+        let inv_freq: Vec<f32> = (0..d / 2)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / d as f64)) as f32)
+            .collect();
+        (0..self.max_position_embeddings)
+            .flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (heads, kv_heads) = (self.num_attention_heads, self.num_key_value_heads);
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+            return Err(Error::invalid(format!(
+                "num_attention_heads {heads} is not a positive multiple of num_key_value_heads \
+                 {kv_heads}"
+            )));
+        }
+        if self.hidden_size == 0 || self.head_dim() == 0 || !self.head_dim().is_multiple_of(2) {
+            return Err(Error::invalid(format!(
+                "head_dim {} must be positive and even (rotary positions)",
+                self.head_dim()
+            )));
+        }
+        if self.hidden_act != HiddenAct::Silu {
+            return Err(Error::invalid(format!(
+                "hidden_act {:?} is not supported for Qwen3; only \"silu\"",
+                self.hidden_act
+            )));
+        }
+        let rope_type = [&self.rope_parameters, &self.rope_scaling]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("rope_type").or_else(|| p.get("type")))
+            .filter_map(serde_json::Value::as_str)
+            .find(|t| *t != "default");
+        if let Some(kind) = rope_type {
+            return Err(Error::invalid(format!(
+                "rope_type {kind:?} is not supported; only the default rotary positions"
+            )));
+        }
+        if self.use_sliding_window {
+            return Err(Error::invalid(
+                "use_sliding_window is not supported for Qwen3 rerankers",
+            ));
+        }
+        Ok(())
     }
 }
 

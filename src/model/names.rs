@@ -92,6 +92,7 @@ pub fn under(prefix: &str, name: &str) -> String {
 /// The word embeddings of a BERT-style encoder and of ModernBERT, under the encoder.
 pub const BERT_WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
 pub const MODERNBERT_WORD_EMBEDDINGS: &str = "embeddings.tok_embeddings.weight";
+pub const QWEN3_WORD_EMBEDDINGS: &str = "embed_tokens.weight";
 
 /// ModernBERT's weights under its encoder (`model.` in a classifier).
 pub mod modernbert {
@@ -115,4 +116,28 @@ pub mod modernbert {
     pub const HEAD_DENSE: &str = "head.dense";
     pub const HEAD_NORM: &str = "head.norm";
     pub const CLASSIFIER: &str = "classifier";
+}
+
+/// A Qwen3 decoder's weights under `model.`, and its language-model head at the root.
+pub mod qwen3 {
+    pub const EMBEDDINGS: &str = "embed_tokens";
+    /// Layer `i` is `layers.{i}`.
+    pub fn layer(i: usize) -> String {
+        format!("layers.{i}")
+    }
+    pub const INPUT_NORM: &str = "input_layernorm";
+    pub const QUERY: &str = "self_attn.q_proj";
+    pub const KEY: &str = "self_attn.k_proj";
+    pub const VALUE: &str = "self_attn.v_proj";
+    /// RMSNorms over each head's query / key (Qwen3's addition to Qwen2).
+    pub const QUERY_NORM: &str = "self_attn.q_norm";
+    pub const KEY_NORM: &str = "self_attn.k_norm";
+    pub const ATTENTION_OUTPUT: &str = "self_attn.o_proj";
+    pub const MLP_NORM: &str = "post_attention_layernorm";
+    pub const GATE: &str = "mlp.gate_proj";
+    pub const UP: &str = "mlp.up_proj";
+    pub const DOWN: &str = "mlp.down_proj";
+    pub const FINAL_NORM: &str = "norm";
+    /// The language-model head, at the root (absent when tied to the embeddings).
+    pub const LM_HEAD: &str = "lm_head";
 }

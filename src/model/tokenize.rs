@@ -329,7 +329,7 @@ fn model_token_id(model: &WordPiece, token: &str) -> Option<u32> {
 /// The effective `max_length`, as sentence-transformers resolves it: the argument, else
 /// `preferred` (a sentence-transformers config value), else the tokenizer's
 /// `model_max_length`; never beyond the position table (`limit`).
-fn resolve_max_length(
+pub(crate) fn resolve_max_length(
     source: &ModelSource,
     requested: Option<usize>,
     preferred: Option<usize>,

@@ -87,6 +87,7 @@ struct InitArgs {
     precision: Precision,
     long_document: LongDocument,
     stride: usize,
+    instruction: Option<String>,
 }
 
 /// A cross-encoder that scores (query, document) pairs; same API as
@@ -175,7 +176,7 @@ impl PyCrossEncoder {
     #[new]
     #[pyo3(signature = (model_name_or_path, max_length=None, device=None, activation_fn=None,
                         revision=None, cache_folder=None, local_files_only=false, max_batch_tokens=None,
-                        precision=None, long_document="truncate", stride=64))]
+                        precision=None, long_document="truncate", stride=64, instruction=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -190,6 +191,7 @@ impl PyCrossEncoder {
         precision: Option<String>,
         long_document: &str,
         stride: i64,
+        instruction: Option<String>,
     ) -> PyResult<Self> {
         if stride < 0 {
             return Err(PyValueError::new_err(format!(
@@ -211,6 +213,7 @@ impl PyCrossEncoder {
                 .map_err(to_py)?,
             long_document: long_document.parse().map_err(to_py)?,
             stride: stride as usize,
+            instruction,
         };
         let options = CrossEncoderOptions {
             max_length: args.max_length,
@@ -218,13 +221,14 @@ impl PyCrossEncoder {
             device: Some(args.device.clone()),
             precision: args.precision,
             hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
+            instruction: args.instruction.clone(),
         };
         let name = args.model_name_or_path.clone();
         let inner =
             detach(py, || CrossEncoder::load(&name, &options)).map_err(|e| load_error(&name, e))?;
-        // Checked again by every predict; here so a bad stride fails at load.
-        args.long_document
-            .check_stride(args.stride, inner.max_length())
+        // Checked again by every predict; here so a bad mode or stride fails at load.
+        inner
+            .check_long_document(args.long_document, args.stride)
             .map_err(to_py)?;
         Ok(Self {
             inner: Arc::new(inner),
@@ -452,6 +456,7 @@ impl PyCrossEncoder {
             a.precision.name(),
             a.long_document.name(),
             a.stride,
+            a.instruction.clone(),
         )
             .into_pyobject(py)?;
         Ok((slf.get_type().into_any(), args))

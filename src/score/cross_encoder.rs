@@ -6,7 +6,7 @@ use std::str::FromStr;
 use tokenizers::Encoding;
 
 use crate::error::{Error, Result};
-use crate::model::checkpoint::Checkpoint;
+use crate::model::checkpoint::{Checkpoint, Family};
 use crate::model::config::ModelConfig;
 use crate::model::device::parse_device;
 use crate::model::precision::Precision;
@@ -15,6 +15,7 @@ use crate::model::tokenize::TextTokenizer;
 use crate::score::batching::{run_batched, OnBatch, CHUNK};
 use crate::score::engine::{Backend, Engine};
 use crate::score::long_document::LongDocument;
+use crate::score::prompt::PromptTokenizer;
 
 /// The function applied to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub struct CrossEncoderOptions {
     pub device: Option<String>,
     pub precision: Precision,
     pub hub: HubOptions,
+    /// A decoder reranker's instruction (the system message of its prompt).
+    pub instruction: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,9 +125,42 @@ pub struct Scores {
     pub num_labels: usize,
 }
 
+/// How pairs become a model's inputs: an encoder's `[CLS] query [SEP] document [SEP]`, or
+/// a decoder reranker's rendered prompt.
+enum PairInputs {
+    Encoder(TextTokenizer),
+    Prompt(PromptTokenizer),
+}
+
+impl PairInputs {
+    fn max_length(&self) -> usize {
+        match self {
+            Self::Encoder(t) => t.max_length(),
+            Self::Prompt(p) => p.max_length(),
+        }
+    }
+
+    fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
+        match self {
+            Self::Encoder(t) => t.encode_pairs(pairs),
+            Self::Prompt(p) => p.encode_pairs(pairs),
+        }
+    }
+
+    /// The encoder's tokenizer, for what only encoders do (`what`).
+    fn encoder(&self, what: &str) -> Result<&TextTokenizer> {
+        match self {
+            Self::Encoder(t) => Ok(t),
+            Self::Prompt(_) => Err(Error::invalid(format!(
+                "{what} is not available for decoder rerankers"
+            ))),
+        }
+    }
+}
+
 pub struct CrossEncoder {
     engine: Box<dyn Engine>,
-    tokenizer: TextTokenizer,
+    inputs: PairInputs,
     num_labels: usize,
     activation: Activation,
     precision: Precision,
@@ -147,16 +183,39 @@ impl CrossEncoder {
         let num_labels = config.num_labels();
         let ckpt = Checkpoint::classifier(&source, &config, &backend.device())?;
         let family = ckpt.family;
-        let engine = backend.classifier(&ckpt, &config, num_labels, options.precision)?;
-        let tokenizer =
-            TextTokenizer::for_model(&source, family, &config.encoder, options.max_length, None)?;
+        let (engine, inputs, num_labels) = if family == Family::Qwen3 {
+            let prompts = PromptTokenizer::load(
+                &source,
+                family.max_tokens(&config.encoder),
+                options.max_length,
+                options.instruction.as_deref(),
+            )?;
+            let engine =
+                backend.yes_no_scorer(&ckpt, &config, prompts.tokens(), options.precision)?;
+            (engine, PairInputs::Prompt(prompts), 1)
+        } else {
+            if options.instruction.is_some() {
+                return Err(Error::invalid(
+                    "instruction applies to decoder rerankers (such as Qwen3-Reranker) only",
+                ));
+            }
+            let engine = backend.classifier(&ckpt, &config, num_labels, options.precision)?;
+            let tokenizer = TextTokenizer::for_model(
+                &source,
+                family,
+                &config.encoder,
+                options.max_length,
+                None,
+            )?;
+            (engine, PairInputs::Encoder(tokenizer), num_labels)
+        };
         let activation = match options.activation {
             Some(a) => a,
             None => default_activation(&config, num_labels)?,
         };
         Ok(Self {
             engine,
-            tokenizer,
+            inputs,
             num_labels,
             activation,
             precision: options.precision,
@@ -172,7 +231,7 @@ impl CrossEncoder {
     }
 
     pub fn max_length(&self) -> usize {
-        self.tokenizer.max_length()
+        self.inputs.max_length()
     }
 
     pub fn activation(&self) -> Activation {
@@ -182,7 +241,7 @@ impl CrossEncoder {
     /// Token ids of each pair as the model sees them (after truncation).
     pub fn tokenize(&self, pairs: &[(&str, &str)]) -> Result<Vec<Vec<u32>>> {
         Ok(self
-            .tokenizer
+            .inputs
             .encode_pairs(pairs)?
             .into_iter()
             .map(|e| e.get_ids().to_vec())
@@ -217,7 +276,7 @@ impl CrossEncoder {
         max_batch_tokens: Option<usize>,
         on_batch: &mut OnBatch<'_>,
     ) -> Result<Scores> {
-        let tokenize = |range| self.tokenizer.encode_pairs(&pairs[range]);
+        let tokenize = |range| self.inputs.encode_pairs(&pairs[range]);
         let values = run_batched(
             pairs.len(),
             &tokenize,
@@ -231,6 +290,15 @@ impl CrossEncoder {
             values,
             num_labels: self.num_labels,
         })
+    }
+
+    /// Whether `mode` (with `stride`) applies to this model.
+    pub fn check_long_document(&self, mode: LongDocument, stride: usize) -> Result<()> {
+        if mode != LongDocument::Truncate {
+            self.inputs
+                .encoder(&format!("long_document={:?}", mode.name()))?;
+        }
+        mode.check_stride(stride, self.max_length())
     }
 
     /// Raw logits with long documents split into windows and aggregated per pair
@@ -250,10 +318,13 @@ impl CrossEncoder {
                 on_batch,
             );
         }
+        let tokenizer = self
+            .inputs
+            .encoder(&format!("long_document={:?}", mode.name()))?;
         mode.check_stride(options.stride, self.max_length())?;
         let mut values = Vec::with_capacity(pairs.len() * self.num_labels);
         for chunk in pairs.chunks(CHUNK) {
-            let mut windows = self.tokenizer.encode_pair_windows(chunk, options.stride)?;
+            let mut windows = tokenizer.encode_pair_windows(chunk, options.stride)?;
             if mode == LongDocument::First {
                 windows.iter_mut().for_each(|w| w.truncate(1));
             }
@@ -286,9 +357,12 @@ impl CrossEncoder {
                 self.num_labels
             )));
         }
+        let tokenizer = self
+            .inputs
+            .encoder("compare() (a duo model's pairwise input)")?;
         let mut probabilities = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(CHUNK) {
-            let inputs = self.tokenizer.encode_duos(query, chunk)?;
+            let inputs = tokenizer.encode_duos(query, chunk)?;
             let logits = self.forward_encodings(&inputs, options, on_batch)?;
             probabilities.extend(logits.chunks(self.num_labels).map(|row| match row {
                 [logit] => 1.0 / (1.0 + (-*logit as f64).exp()),

@@ -9,9 +9,10 @@ use tokenizers::Encoding;
 
 use crate::error::{Error, Result};
 use crate::model::checkpoint::{Checkpoint, Family};
-use crate::model::config::{ModelConfig, ModernBertConfig};
+use crate::model::config::{ModelConfig, ModernBertConfig, Qwen3Config};
 use crate::model::precision::Precision;
 use crate::score::pooling::Pooling;
+use crate::score::prompt::YesNoTokens;
 use crate::score::{candle, cpu};
 
 pub(crate) trait Engine: Send + Sync {
@@ -93,6 +94,32 @@ impl Backend {
             Self::Candle(device) => {
                 Box::new(candle::Classifier::load(ckpt, config, num_labels, device)?)
             }
+        })
+    }
+
+    /// A decoder reranker: the "yes"/"no" logits of its language-model head at a prompt's
+    /// last token.
+    pub fn yes_no_scorer(
+        &self,
+        ckpt: &Checkpoint,
+        model_config: &ModelConfig,
+        tokens: YesNoTokens,
+        precision: Precision,
+    ) -> Result<Box<dyn Engine>> {
+        self.check_precision(precision)?;
+        if precision != Precision::Float32 {
+            return Err(Error::invalid(format!(
+                "precision {:?} is not implemented for decoder rerankers yet; use \
+                 precision=\"float32\"",
+                precision.name()
+            )));
+        }
+        let config = Qwen3Config::from_json(&model_config.raw)?;
+        Ok(match self {
+            Self::Cpu => Box::new(cpu::qwen3::Qwen3Scorer::load(ckpt, &config, tokens)?),
+            Self::Candle(device) => Box::new(candle::qwen3::Qwen3Scorer::load(
+                ckpt, &config, tokens, device,
+            )?),
         })
     }
 

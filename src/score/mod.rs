@@ -11,6 +11,9 @@ pub mod cross_encoder;
 pub(crate) mod engine;
 pub mod long_document;
 pub mod pooling;
+pub mod prompt;
 
+#[cfg(test)]
+mod decoder_tests;
 #[cfg(test)]
 mod tests;

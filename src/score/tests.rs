@@ -57,7 +57,7 @@ impl Kind {
     }
 }
 
-fn randn(shape: &[usize], seed: u64) -> Tensor {
+pub(super) fn randn(shape: &[usize], seed: u64) -> Tensor {
     // A small deterministic generator: the test must not depend on a global RNG.
     let n: usize = shape.iter().product();
     let mut state = seed
@@ -231,7 +231,7 @@ fn load(dir: &Path) -> CrossEncoder {
     CrossEncoder::load(dir.to_str().unwrap(), &options).unwrap()
 }
 
-fn predict(ce: &CrossEncoder, pairs: &[(&str, &str)], batch_size: usize) -> Vec<f32> {
+pub(super) fn predict(ce: &CrossEncoder, pairs: &[(&str, &str)], batch_size: usize) -> Vec<f32> {
     let options = PredictOptions {
         batch_size,
         ..Default::default()
@@ -239,7 +239,7 @@ fn predict(ce: &CrossEncoder, pairs: &[(&str, &str)], batch_size: usize) -> Vec<
     ce.predict(pairs, &options, &mut |_| Ok(())).unwrap().values
 }
 
-fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+pub(super) fn assert_close(a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(b) {
         assert!((x - y).abs() <= tol, "{x} vs {y}");

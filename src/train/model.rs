@@ -117,6 +117,7 @@ impl Layer {
             HiddenAct::Gelu => gelu_erf(&inner)?,
             HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => inner.gelu()?,
             HiddenAct::Relu => inner.relu()?,
+            HiddenAct::Silu => inner.silu()?,
         };
         self.output_norm
             .forward(&(dropout.apply(&self.output.forward(&inner)?)? + x)?)

@@ -182,6 +182,7 @@ impl Layer {
             HiddenAct::Gelu => inner.gelu_erf()?,
             HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => inner.gelu()?,
             HiddenAct::Relu => inner.relu()?,
+            HiddenAct::Silu => inner.silu()?,
         };
         Ok(self
             .output_norm

@@ -3,6 +3,7 @@
 
 pub(crate) mod bert;
 pub(crate) mod modernbert;
+pub(crate) mod qwen3;
 
 use candle_core::{Device, Tensor, D};
 use tokenizers::Encoding;

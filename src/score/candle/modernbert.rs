@@ -34,6 +34,7 @@ fn activate(x: &Tensor, act: HiddenAct) -> Result<Tensor> {
         HiddenAct::Gelu => x.gelu_erf()?,
         HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => x.gelu()?,
         HiddenAct::Relu => x.relu()?,
+        HiddenAct::Silu => x.silu()?,
     })
 }
 

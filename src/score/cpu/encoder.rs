@@ -94,22 +94,27 @@ impl Dense {
         })
     }
 
-    /// Loads `parts` (same input size) as one layer whose outputs are theirs side by side.
-    fn load_concat(vb: &VarBuilder, parts: &[&str], in_dim: usize, out_dim: usize) -> Result<Self> {
-        let mut weight = Vec::with_capacity(parts.len() * out_dim * in_dim);
-        let mut bias = Vec::with_capacity(parts.len() * out_dim);
-        for part in parts {
-            let d = Self::load(&vb.pp(part), in_dim, out_dim)?;
-            if let Weight::F32(w) = d.weight {
-                weight.extend(w);
-            }
-            bias.extend(d.bias);
+    /// Loads `parts` (name, output size; same input size) as one layer whose outputs are
+    /// theirs side by side: one GEMM instead of several.
+    pub fn load_stacked(
+        vb: &VarBuilder,
+        parts: &[(&str, usize)],
+        in_dim: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let out_dim: usize = parts.iter().map(|(_, out)| out).sum();
+        let mut weight = Vec::with_capacity(out_dim * in_dim);
+        let mut biases = Vec::with_capacity(out_dim);
+        for &(part, out) in parts {
+            let d = Self::load_with_bias(&vb.pp(part), in_dim, out, bias)?;
+            weight.extend_from_slice(d.f32_weight());
+            biases.extend(d.bias);
         }
         Ok(Self {
             weight: Weight::F32(weight),
-            bias,
+            bias: biases,
             in_dim,
-            out_dim: parts.len() * out_dim,
+            out_dim,
             smoothing: None,
         })
     }
@@ -298,7 +303,12 @@ impl Layer {
         (index, layers): (usize, usize),
     ) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let qkv = Dense::load_concat(vb, &[layout.query, layout.key, layout.value], h, h)?;
+        let qkv = Dense::load_stacked(
+            vb,
+            &[(layout.query, h), (layout.key, h), (layout.value, h)],
+            h,
+            true,
+        )?;
         let attention_out = Dense::load(&vb.pp(layout.attention_output), h, h)?;
         let attention_norm = Norm::load(&vb.pp(layout.attention_norm), h)?;
         let intermediate = Dense::load(&vb.pp(layout.intermediate), h, i)?;
@@ -604,6 +614,7 @@ impl Encoder {
             HiddenAct::Gelu => kernels::gelu_erf(xs),
             HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => kernels::gelu_tanh(xs),
             HiddenAct::Relu => kernels::relu(xs),
+            HiddenAct::Silu => kernels::silu(xs),
         }
     }
 

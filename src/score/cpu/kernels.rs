@@ -122,6 +122,19 @@ pub fn gelu_tanh(xs: &mut [f32]) {
     xs.par_chunks_mut(PAR_CHUNK).for_each(gelu_tanh_serial);
 }
 
+multiversion! {
+    fn silu_serial(xs: &mut [f32]) {
+        for v in xs.iter_mut() {
+            *v /= 1.0 + exp(-*v);
+        }
+    }
+}
+
+/// SiLU (`x * sigmoid(x)`), the gate of the decoders' MLP.
+pub fn silu(xs: &mut [f32]) {
+    xs.par_chunks_mut(PAR_CHUNK).for_each(silu_serial);
+}
+
 pub fn relu(xs: &mut [f32]) {
     xs.iter_mut().for_each(|v| *v = v.max(0.0));
 }
@@ -248,6 +261,35 @@ pub fn layer_norm(xs: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
     let rows_per_chunk = (PAR_CHUNK / weight.len()).max(1) * weight.len();
     xs.par_chunks_mut(rows_per_chunk)
         .for_each(|x| residual_layer_norm_serial(x, &[], weight, bias, eps));
+}
+
+multiversion! {
+    fn rms_norm_serial(xs: &mut [f32], weight: &[f32], eps: f32) {
+        let width = weight.len();
+        for row in xs.chunks_exact_mut(width) {
+            let mut acc = [0f32; LANES];
+            let chunks = row.chunks_exact(LANES);
+            let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+            for c in chunks {
+                for i in 0..LANES {
+                    acc[i] += c[i] * c[i];
+                }
+            }
+            let mean_square = (acc.iter().sum::<f32>() + tail) / width as f32;
+            let inv_rms = 1.0 / (mean_square + eps).sqrt();
+            for (v, w) in row.iter_mut().zip(weight) {
+                *v = *v * inv_rms * w;
+            }
+        }
+    }
+}
+
+/// `xs = RMSNorm(xs)` row by row (rows of `weight.len()` values), as the decoders'
+/// `x * rsqrt(mean(x^2) + eps) * weight`.
+pub fn rms_norm(xs: &mut [f32], weight: &[f32], eps: f32) {
+    let rows_per_chunk = (PAR_CHUNK / weight.len()).max(1) * weight.len();
+    xs.par_chunks_mut(rows_per_chunk)
+        .for_each(|x| rms_norm_serial(x, weight, eps));
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub(crate) mod int8;
 pub mod isa;
 pub(crate) mod kernels;
 pub(crate) mod modernbert;
+pub(crate) mod qwen3;
 
 use tokenizers::Encoding;
 

@@ -28,6 +28,7 @@ fn activate(xs: &mut [f32], act: HiddenAct) {
         HiddenAct::Gelu => kernels::gelu_erf(xs),
         HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => kernels::gelu_tanh(xs),
         HiddenAct::Relu => kernels::relu(xs),
+        HiddenAct::Silu => kernels::silu(xs),
     }
 }
 
