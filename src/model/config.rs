@@ -51,10 +51,17 @@ pub struct Config {
     pub type_vocab_size: usize,
     #[serde(default = "default_layer_norm_eps")]
     pub layer_norm_eps: f64,
-    #[serde(default)]
+    /// `null` in decoders' configs (Qwen3), where nothing reads it.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub pad_token_id: u32,
     #[serde(default)]
     pub position_embedding_type: Option<String>,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    deserializer: D,
+) -> std::result::Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl Config {

@@ -128,8 +128,8 @@ pub struct Scores {
 /// How pairs become a model's inputs: an encoder's `[CLS] query [SEP] document [SEP]`, or
 /// a decoder reranker's rendered prompt.
 enum PairInputs {
-    Encoder(TextTokenizer),
-    Prompt(PromptTokenizer),
+    Encoder(Box<TextTokenizer>),
+    Prompt(Box<PromptTokenizer>),
 }
 
 impl PairInputs {
@@ -192,7 +192,7 @@ impl CrossEncoder {
             )?;
             let engine =
                 backend.yes_no_scorer(&ckpt, &config, prompts.tokens(), options.precision)?;
-            (engine, PairInputs::Prompt(prompts), 1)
+            (engine, PairInputs::Prompt(Box::new(prompts)), 1)
         } else {
             if options.instruction.is_some() {
                 return Err(Error::invalid(
@@ -207,7 +207,7 @@ impl CrossEncoder {
                 options.max_length,
                 None,
             )?;
-            (engine, PairInputs::Encoder(tokenizer), num_labels)
+            (engine, PairInputs::Encoder(Box::new(tokenizer)), num_labels)
         };
         let activation = match options.activation {
             Some(a) => a,
