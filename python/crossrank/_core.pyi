@@ -19,7 +19,14 @@ class CrossEncoder:
     ``BertForSequenceClassification``, ``XLMRobertaForSequenceClassification`` (and
     ``RobertaForSequenceClassification``), ``ElectraForSequenceClassification``,
     ``DistilBertForSequenceClassification`` and ``ModernBertForSequenceClassification``
-    checkpoints (safetensors, sharded safetensors or ``pytorch_model.bin``).
+    checkpoints (safetensors, sharded safetensors or ``pytorch_model.bin``), and decoder
+    "yes/no" rerankers (``Qwen3ForCausalLM``, e.g. ``Qwen/Qwen3-Reranker-0.6B``): each pair is
+    rendered by the checkpoint's chat template as sentence-transformers 6 does (system =
+    instruction, then query and document messages; the model card's format when the
+    checkpoint has no such template), truncated at ``max_length`` with the template's end
+    kept, and scored ``sigmoid(logit("yes") - logit("no"))`` at the last token (the raw
+    difference with ``activation_fn="identity"``). The prompt's beginning (system,
+    instruction, query) is computed once per query and reused by its candidates.
 
     Args:
         model_name_or_path: a local model directory, or a Hugging Face hub id resolved
@@ -55,6 +62,12 @@ class CrossEncoder:
             ``stride`` tokens is scored as one truncated input.
         stride: tokens shared by neighbouring windows (default 64); must be less than
             half of ``max_length``.
+        instruction: a decoder reranker's instruction (the system message of its prompt).
+            Default: the checkpoint's default prompt (sentence-transformers'
+            ``default_prompt_name``), else the template's own (Qwen3-Reranker's "Given a web
+            search query, retrieve relevant passages that answer the query"). Encoders raise
+            ``ValueError``. For decoders, ``long_document`` other than ``"truncate"``,
+            ``compare`` and ``precision="int8"`` raise ``ValueError``.
 
     Raises:
         FileNotFoundError: the model, or a file it needs, does not exist / cannot be fetched.
@@ -75,6 +88,7 @@ class CrossEncoder:
         precision: Literal["float32", "int8"] | None = None,
         long_document: Literal["truncate", "first", "max", "mean"] = "truncate",
         stride: int = 64,
+        instruction: str | None = None,
     ) -> None: ...
     def compare(
         self,

@@ -10,6 +10,9 @@
 //! tokens against them. Exact by construction; which beginning is shared comes from the
 //! prompt's type ids (`score::prompt`), and sharing is decided by token ids.
 //!
+//! `CROSSRANK_PREFIX_CACHE=0` (read at load) turns the sharing off, for benchmarks that
+//! measure what it saves.
+//!
 //! Tested against candle's Qwen3 (`score::candle::qwen3`), the reference.
 
 use std::collections::{HashMap, VecDeque};
@@ -77,6 +80,7 @@ pub(crate) struct Qwen3Scorer {
     sin: Vec<f32>,
     config: Qwen3Config,
     prefixes: Mutex<VecDeque<Arc<Prefix>>>,
+    share_prefixes: bool,
 }
 
 impl Qwen3Scorer {
@@ -168,6 +172,7 @@ impl Qwen3Scorer {
             embeddings,
             config: c.clone(),
             prefixes: Mutex::new(VecDeque::new()),
+            share_prefixes: std::env::var("CROSSRANK_PREFIX_CACHE").map_or(true, |v| v != "0"),
         })
     }
 
@@ -487,12 +492,16 @@ impl Engine for Qwen3Scorer {
                 return Err(Error::invalid(format!("input {i} has no tokens")));
             }
             // At least the last token is the sequence's own: its state gives the score.
-            let shared = encoding
-                .get_type_ids()
-                .iter()
-                .take_while(|&&t| t == 0)
-                .count()
-                .min(ids.len() - 1);
+            let shared = if self.share_prefixes {
+                encoding
+                    .get_type_ids()
+                    .iter()
+                    .take_while(|&&t| t == 0)
+                    .count()
+                    .min(ids.len() - 1)
+            } else {
+                0
+            };
             let key = &ids[..shared];
             let g = *index.entry(key).or_insert_with(|| {
                 groups.push((key, Vec::new()));
