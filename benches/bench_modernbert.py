@@ -6,9 +6,11 @@ checked equal first. The tokenizer is MiniLM's WordPiece (ModernBERT's BPE is no
 reachable offline): token counts differ a little from the real model's, equally for both.
 
 Workload: BM25 top-100 candidates of the first N Cranfield queries, max_length 512,
-batch_size 32, 2 threads; one predict() call per query; runs alternate; medians.
+batch_size 32, 2 threads; one predict() call per query; runs alternate; medians. With
+--int8, crossrank's precision="int8" runs too and its per-query Spearman with float32 is
+reported.
 
-    python benches/bench_modernbert.py [--queries 3] [--runs 3]
+    python benches/bench_modernbert.py [--queries 3] [--runs 3] [--int8]
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--queries", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--int8", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     print("runtime:", json.dumps(crossrank.runtime_info()))
@@ -73,6 +76,14 @@ def main() -> None:
         "crossrank": lambda q, docs: ours.predict([(q, d) for d in docs], batch_size=32),
         "sentence-transformers": lambda q, docs: st.predict([(q, d) for d in docs], batch_size=32),
     }
+    if args.int8:
+        from scipy.stats import spearmanr
+
+        int8 = crossrank.CrossEncoder(str(path), max_length=512, precision="int8")
+        systems["crossrank int8"] = lambda q, docs: int8.predict([(q, d) for d in docs], batch_size=32)
+        rhos = [spearmanr(ours.predict([(q, d) for d in docs]), int8.predict([(q, d) for d in docs])).statistic
+                for q, docs in workload]
+        print(f"int8 vs float32 per-query Spearman: min {min(rhos):.4f}, mean {np.mean(rhos):.4f}")
     q, docs = workload[0]
     diff = np.abs(systems["crossrank"](q, docs[:20]) - systems["sentence-transformers"](q, docs[:20])).max()
     print(f"max |score diff| on 20 pairs: {diff:.2e}")

@@ -57,17 +57,6 @@ impl Backend {
         }
     }
 
-    /// ModernBERT's config; it runs in float32 only for now.
-    fn modernbert(&self, config: &ModelConfig, precision: Precision) -> Result<ModernBertConfig> {
-        if precision != Precision::Float32 {
-            return Err(Error::invalid(format!(
-                "precision {:?} is not implemented for ModernBERT yet; use precision=\"float32\"",
-                precision.name()
-            )));
-        }
-        ModernBertConfig::from_json(&config.raw)
-    }
-
     /// A sequence classifier: the encoder and its classification head.
     pub fn classifier(
         &self,
@@ -78,10 +67,10 @@ impl Backend {
     ) -> Result<Box<dyn Engine>> {
         self.check_precision(precision)?;
         if ckpt.family == Family::ModernBert {
-            let config = self.modernbert(model_config, precision)?;
+            let config = ModernBertConfig::from_json(&model_config.raw)?;
             return Ok(match self {
                 Self::Cpu => Box::new(cpu::modernbert::Classifier::load(
-                    ckpt, &config, num_labels,
+                    ckpt, &config, num_labels, precision,
                 )?),
                 Self::Candle(device) => Box::new(candle::modernbert::Classifier::load(
                     ckpt, &config, num_labels, device,
@@ -132,9 +121,9 @@ impl Backend {
     ) -> Result<Box<dyn Engine>> {
         self.check_precision(precision)?;
         if ckpt.family == Family::ModernBert {
-            let config = self.modernbert(model_config, precision)?;
+            let config = ModernBertConfig::from_json(&model_config.raw)?;
             return Ok(match self {
-                Self::Cpu => Box::new(cpu::modernbert::Embedder::load(ckpt, &config)?),
+                Self::Cpu => Box::new(cpu::modernbert::Embedder::load(ckpt, &config, precision)?),
                 Self::Candle(device) => {
                     Box::new(candle::modernbert::Embedder::load(ckpt, &config, device)?)
                 }

@@ -122,7 +122,7 @@ impl Dense {
     /// Quantizes the weights for `Precision::Int8`, unless the CPU has no fast int8
     /// kernel: then `int8::enabled` warns once and the layer stays f32. `input`: the
     /// typical magnitude of each input channel, for the smoothing (see the module doc).
-    fn with_precision(self, precision: Precision, input: &[f32]) -> Self {
+    pub(crate) fn with_precision(self, precision: Precision, input: &[f32]) -> Self {
         match (precision, self.weight) {
             (Precision::Int8, Weight::F32(mut w)) if int8::enabled() => {
                 let multipliers = smooth(&mut w, self.in_dim, input);
@@ -134,6 +134,17 @@ impl Dense {
             }
             (_, weight) => Self { weight, ..self },
         }
+    }
+
+    /// Of outputs `outputs` of this layer reading `norm`'s output: each one's mean and
+    /// spread (see [`projected`]), for the int8 smoothing of the layer after it.
+    pub(crate) fn output_stats(
+        &self,
+        outputs: std::ops::Range<usize>,
+        norm: &Norm,
+    ) -> Vec<(f32, f32)> {
+        let weight = &self.f32_weight()[outputs.start * self.in_dim..outputs.end * self.in_dim];
+        projected(weight, &self.bias[outputs], norm)
     }
 
     /// The f32 weights, (out, in) row-major (before any quantization).
@@ -196,7 +207,7 @@ const ALPHA: f32 = 0.25;
 const SIGMAS: f32 = 3.0;
 /// Least input magnitude credited to a GELU output (a channel whose input is mostly
 /// negative still carries small values).
-const GELU_FLOOR: f32 = 0.2;
+pub(crate) const GELU_FLOOR: f32 = 0.2;
 
 /// Multiplies column `k` of `weight` ((out, in) row-major) by
 /// `s[k] = input[k]^ALPHA / max_j |weight[j, k]|^(1 - ALPHA)`, scaled so the `s` have
@@ -225,7 +236,7 @@ fn smooth(weight: &mut [f32], in_dim: usize, input: &[f32]) -> Vec<f32> {
 
 /// Typical magnitude of each channel of a LayerNorm's output: `gamma * z + beta` with
 /// z about unit.
-fn normalized(norm: &Norm) -> Vec<f32> {
+pub(crate) fn normalized(norm: &Norm) -> Vec<f32> {
     norm.weight
         .iter()
         .zip(&norm.bias)
@@ -255,7 +266,7 @@ fn projected(weight: &[f32], bias: &[f32], norm: &Norm) -> Vec<(f32, f32)> {
 
 /// Whether layer `index` of `layers` keeps its FFN output projection in f32: those of
 /// the second half of the layers (see the module doc).
-fn keeps_f32(index: usize, layers: usize) -> bool {
+pub(crate) fn keeps_f32(index: usize, layers: usize) -> bool {
     index >= layers / 2
 }
 
@@ -323,26 +334,19 @@ impl Layer {
         // 2h..3h of the fused projection); the FFN output reads GELU of the FFN input
         // projection, whose positive side is what reaches it.
         let values: Vec<f32> = if precision == Precision::Int8 {
-            projected(
-                &qkv.f32_weight()[2 * h * h..],
-                &qkv.bias[2 * h..],
-                input_norm,
-            )
-            .into_iter()
-            .map(|(mean, spread)| mean.abs() + spread)
-            .collect()
+            qkv.output_stats(2 * h..3 * h, input_norm)
+                .into_iter()
+                .map(|(mean, spread)| mean.abs() + spread)
+                .collect()
         } else {
             Vec::new()
         };
         let gelu: Vec<f32> = if output_precision == Precision::Int8 {
-            projected(
-                intermediate.f32_weight(),
-                &intermediate.bias,
-                &attention_norm,
-            )
-            .into_iter()
-            .map(|(mean, spread)| (mean + spread).max(GELU_FLOOR))
-            .collect()
+            intermediate
+                .output_stats(0..i, &attention_norm)
+                .into_iter()
+                .map(|(mean, spread)| (mean + spread).max(GELU_FLOOR))
+                .collect()
         } else {
             Vec::new()
         };

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use tokenizers::Encoding;
 
-use super::encoder::{Dense, Norm, Packed};
+use super::encoder::{keeps_f32, normalized, Dense, Norm, Packed, GELU_FLOOR};
 use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::QuantizedRows;
 use super::kernels;
@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint::{Checkpoint, InputScheme};
 use crate::model::config::{ClassifierPooling, HiddenAct, ModernBertConfig};
 use crate::model::names::modernbert as names;
+use crate::model::precision::Precision;
 use crate::score::engine::Engine;
 use crate::score::pooling::Pooling;
 
@@ -95,27 +96,65 @@ pub(crate) struct ModernBertEncoder {
 }
 
 impl ModernBertEncoder {
-    /// `vb` points at the encoder (the `model.` prefix applied).
-    pub fn load(vb: &VarBuilder, c: &ModernBertConfig) -> Result<Self> {
+    /// `vb` points at the encoder (the `model.` prefix applied). With `Precision::Int8` the
+    /// layers' linear maps are quantized as the BERT encoder's (`encoder.rs`): smoothed by
+    /// the typical magnitude of their input, the second half's MLP output kept in f32.
+    pub fn load(vb: &VarBuilder, c: &ModernBertConfig, precision: Precision) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let norm = |vb: &VarBuilder| Norm::load_with_bias(vb, h, c.norm_bias);
-        let layers = (0..c.windows.len())
+        let int8 = precision == Precision::Int8;
+        let embeddings_norm = norm(&vb.pp(names::EMBEDDINGS_NORM))?;
+        let n = c.windows.len();
+        let layers = (0..n)
             .map(|index| {
                 let vb = vb.pp(names::layer(index));
+                let attn_norm = (index > 0)
+                    .then(|| norm(&vb.pp(names::ATTENTION_NORM)))
+                    .transpose()?;
+                // Layer 0 reads the embeddings' norm directly.
+                let input_norm = attn_norm.as_ref().unwrap_or(&embeddings_norm);
+                let qkv = Dense::load_with_bias(&vb.pp(names::QKV), h, 3 * h, c.attention_bias)?;
+                let mlp_norm = norm(&vb.pp(names::MLP_NORM))?;
+                let mlp_in = Dense::load_with_bias(&vb.pp(names::MLP_INPUT), h, 2 * i, c.mlp_bias)?;
+                let mlp_out_precision = if keeps_f32(index, n) {
+                    Precision::Float32
+                } else {
+                    precision
+                };
+                // The context is a weighted mean of the values; the MLP output reads
+                // act(input) * gate, both projections of the MLP norm's output.
+                let values: Vec<f32> = if int8 {
+                    qkv.output_stats(2 * h..3 * h, input_norm)
+                        .into_iter()
+                        .map(|(mean, spread)| mean.abs() + spread)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let glu: Vec<f32> = if mlp_out_precision == Precision::Int8 {
+                    let act = mlp_in.output_stats(0..i, &mlp_norm);
+                    let gate = mlp_in.output_stats(i..2 * i, &mlp_norm);
+                    act.iter()
+                        .zip(&gate)
+                        .map(|((am, asp), (gm, gsp))| (am + asp).max(GELU_FLOOR) * (gm.abs() + gsp))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 Ok(Layer {
-                    attn_norm: (index > 0)
-                        .then(|| norm(&vb.pp(names::ATTENTION_NORM)))
-                        .transpose()?,
-                    qkv: Dense::load_with_bias(&vb.pp(names::QKV), h, 3 * h, c.attention_bias)?,
+                    qkv: qkv.with_precision(precision, &normalized(input_norm)),
                     attn_out: Dense::load_with_bias(
                         &vb.pp(names::ATTENTION_OUTPUT),
                         h,
                         h,
                         c.attention_bias,
-                    )?,
-                    mlp_norm: norm(&vb.pp(names::MLP_NORM))?,
-                    mlp_in: Dense::load_with_bias(&vb.pp(names::MLP_INPUT), h, 2 * i, c.mlp_bias)?,
-                    mlp_out: Dense::load_with_bias(&vb.pp(names::MLP_OUTPUT), i, h, c.mlp_bias)?,
+                    )?
+                    .with_precision(precision, &values),
+                    mlp_in: mlp_in.with_precision(precision, &normalized(&mlp_norm)),
+                    mlp_out: Dense::load_with_bias(&vb.pp(names::MLP_OUTPUT), i, h, c.mlp_bias)?
+                        .with_precision(mlp_out_precision, &glu),
+                    attn_norm,
+                    mlp_norm,
                     window: c.windows[index],
                 })
             })
@@ -126,7 +165,7 @@ impl ModernBertEncoder {
                 .get((c.vocab_size, h), "weight")?
                 .flatten_all()?
                 .to_vec1()?,
-            embeddings_norm: norm(&vb.pp(names::EMBEDDINGS_NORM))?,
+            embeddings_norm,
             layers,
             final_norm: norm(&vb.pp(names::FINAL_NORM))?,
             global_rotary: Rotary::new(c, c.global_rope_theta),
@@ -322,10 +361,15 @@ pub(crate) struct Classifier {
 }
 
 impl Classifier {
-    pub fn load(ckpt: &Checkpoint, config: &ModernBertConfig, num_labels: usize) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        config: &ModernBertConfig,
+        num_labels: usize,
+        precision: Precision,
+    ) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            encoder: ModernBertEncoder::load(&ckpt.encoder_vb(), config)?,
+            encoder: ModernBertEncoder::load(&ckpt.encoder_vb(), config, precision)?,
             dense: Dense::load_with_bias(
                 &ckpt.vb.pp(names::HEAD_DENSE),
                 h,
@@ -365,9 +409,13 @@ pub(crate) struct Embedder {
 }
 
 impl Embedder {
-    pub fn load(ckpt: &Checkpoint, config: &ModernBertConfig) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        config: &ModernBertConfig,
+        precision: Precision,
+    ) -> Result<Self> {
         Ok(Self {
-            encoder: ModernBertEncoder::load(&ckpt.encoder_vb(), config)?,
+            encoder: ModernBertEncoder::load(&ckpt.encoder_vb(), config, precision)?,
         })
     }
 }
