@@ -96,16 +96,11 @@ impl Backend {
         precision: Precision,
     ) -> Result<Box<dyn Engine>> {
         self.check_precision(precision)?;
-        if precision != Precision::Float32 {
-            return Err(Error::invalid(format!(
-                "precision {:?} is not implemented for decoder rerankers yet; use \
-                 precision=\"float32\"",
-                precision.name()
-            )));
-        }
         let config = Qwen3Config::from_json(&model_config.raw)?;
         Ok(match self {
-            Self::Cpu => Box::new(cpu::qwen3::Qwen3Scorer::load(ckpt, &config, tokens)?),
+            Self::Cpu => Box::new(cpu::qwen3::Qwen3Scorer::load(
+                ckpt, &config, tokens, precision,
+            )?),
             Self::Candle(device) => Box::new(candle::qwen3::Qwen3Scorer::load(
                 ckpt, &config, tokens, device,
             )?),

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use tokenizers::Encoding;
 
-use super::encoder::Dense;
+use super::encoder::{keeps_f32, normalized, Dense, Norm, GELU_FLOOR};
 use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::QuantizedRows;
 use super::kernels;
@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::Qwen3Config;
 use crate::model::names::qwen3 as names;
+use crate::model::precision::Precision;
 use crate::score::engine::Engine;
 use crate::score::prompt::YesNoTokens;
 
@@ -84,28 +85,82 @@ pub(crate) struct Qwen3Scorer {
 }
 
 impl Qwen3Scorer {
-    pub fn load(ckpt: &Checkpoint, c: &Qwen3Config, tokens: YesNoTokens) -> Result<Self> {
-        let (h, d) = (c.hidden_size, c.head_dim());
+    /// With `Precision::Int8` the layers' linear maps are quantized as the encoders'
+    /// (`encoder.rs`): smoothed by the typical magnitude of their input, the second half's
+    /// MLP output kept in f32.
+    pub fn load(
+        ckpt: &Checkpoint,
+        c: &Qwen3Config,
+        tokens: YesNoTokens,
+        precision: Precision,
+    ) -> Result<Self> {
+        let (h, d, inter) = (c.hidden_size, c.head_dim(), c.intermediate_size);
         let (q_dim, kv_dim) = (c.num_attention_heads * d, c.num_key_value_heads * d);
+        let group = c.num_attention_heads / c.num_key_value_heads;
         let vb = ckpt.encoder_vb();
         let vector = |vb: &candle_nn::VarBuilder, n: usize| -> Result<Vec<f32>> {
             Ok(vb.get(n, "weight")?.to_vec1()?)
         };
-        let layers = (0..c.num_hidden_layers)
+        // An RMSNorm is a LayerNorm without centring or bias, as far as the smoothing's
+        // magnitude estimates go.
+        let rms_norm = |vb: &candle_nn::VarBuilder| -> Result<Norm> {
+            Ok(Norm {
+                weight: vector(vb, h)?,
+                bias: vec![0.0; h],
+            })
+        };
+        let n = c.num_hidden_layers;
+        let layers = (0..n)
             .map(|i| {
                 let vb = vb.pp(names::layer(i));
+                let input_norm = rms_norm(&vb.pp(names::INPUT_NORM))?;
+                let mlp_norm = rms_norm(&vb.pp(names::MLP_NORM))?;
+                let qkv = Dense::load_stacked(
+                    &vb,
+                    &[
+                        (names::QUERY, q_dim),
+                        (names::KEY, kv_dim),
+                        (names::VALUE, kv_dim),
+                    ],
+                    h,
+                    c.attention_bias,
+                )?;
+                let gate_up = Dense::load_stacked(
+                    &vb,
+                    &[(names::GATE, inter), (names::UP, inter)],
+                    h,
+                    false,
+                )?;
+                let down_precision = if keeps_f32(i, n) {
+                    Precision::Float32
+                } else {
+                    precision
+                };
+                // The attention output reads weighted means of the values (each query head
+                // those of its key/value head); the MLP output reads SiLU(gate) * up.
+                let context: Vec<f32> = if precision == Precision::Int8 {
+                    let values = qkv.output_stats(q_dim + kv_dim..q_dim + 2 * kv_dim, &input_norm);
+                    (0..q_dim)
+                        .map(|ch| {
+                            let (mean, spread) = values[(ch / d / group) * d + ch % d];
+                            mean.abs() + spread
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let gated: Vec<f32> = if down_precision == Precision::Int8 {
+                    let gate = gate_up.output_stats(0..inter, &mlp_norm);
+                    let up = gate_up.output_stats(inter..2 * inter, &mlp_norm);
+                    gate.iter()
+                        .zip(&up)
+                        .map(|((gm, gs), (um, us))| (gm + gs).max(GELU_FLOOR) * (um.abs() + us))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 Ok(Layer {
-                    input_norm: vector(&vb.pp(names::INPUT_NORM), h)?,
-                    qkv: Dense::load_stacked(
-                        &vb,
-                        &[
-                            (names::QUERY, q_dim),
-                            (names::KEY, kv_dim),
-                            (names::VALUE, kv_dim),
-                        ],
-                        h,
-                        c.attention_bias,
-                    )?,
+                    qkv: qkv.with_precision(precision, &normalized(&input_norm)),
                     query_norm: vector(&vb.pp(names::QUERY_NORM), d)?,
                     key_norm: vector(&vb.pp(names::KEY_NORM), d)?,
                     attention_output: Dense::load_with_bias(
@@ -113,23 +168,13 @@ impl Qwen3Scorer {
                         q_dim,
                         h,
                         false,
-                    )?,
-                    mlp_norm: vector(&vb.pp(names::MLP_NORM), h)?,
-                    gate_up: Dense::load_stacked(
-                        &vb,
-                        &[
-                            (names::GATE, c.intermediate_size),
-                            (names::UP, c.intermediate_size),
-                        ],
-                        h,
-                        false,
-                    )?,
-                    down: Dense::load_with_bias(
-                        &vb.pp(names::DOWN),
-                        c.intermediate_size,
-                        h,
-                        false,
-                    )?,
+                    )?
+                    .with_precision(precision, &context),
+                    gate_up: gate_up.with_precision(precision, &normalized(&mlp_norm)),
+                    down: Dense::load_with_bias(&vb.pp(names::DOWN), inter, h, false)?
+                        .with_precision(down_precision, &gated),
+                    input_norm: input_norm.weight,
+                    mlp_norm: mlp_norm.weight,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
