@@ -16,7 +16,8 @@ import crossrank
 
 FEATURES = crossrank.runtime_info()["cpu_features"]
 # The levels this host can run, lowest first; a level the CPU lacks cannot be forced.
-LEVELS = ["scalar"] + ["avx2"] * ("avx2" in FEATURES) + ["avx512"] * ("avx512f" in FEATURES)
+LEVELS = (["scalar"] + ["avx2"] * ("avx2" in FEATURES) + ["avxvnni"] * ("avxvnni" in FEATURES)
+          + ["avx512"] * ("avx512f" in FEATURES))
 
 CHILD = r"""
 import json, sys
@@ -57,6 +58,9 @@ def test_each_forced_path_is_reported(results):
     if "avx2" in results:
         assert results["avx2"]["info"]["f32_kernel"] == "avx2"
         assert results["avx2"]["info"]["int8_kernel"] == "avx2"
+    if "avxvnni" in results:  # AVX2 float32 kernels, the 256-bit VNNI int8 kernel
+        assert results["avxvnni"]["info"]["f32_kernel"] == "avx2"
+        assert results["avxvnni"]["info"]["int8_kernel"] == "avxvnni"
     if "avx512" in results:
         assert results["avx512"]["info"]["f32_kernel"] == "avx512"
 
