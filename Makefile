@@ -83,7 +83,7 @@ lint: $(VENV)/.test-deps
 		|| rustup component add $$c; done
 	cargo fmt --check
 	cargo clippy --release -q --all-targets -- -D warnings
-	cargo clippy --release -q --all-targets --features python -- -D warnings
+	cargo clippy --release -q --all-targets --features python,server -- -D warnings
 	$(VENV)/bin/ruff check python tests scripts benches examples
 
 test: lint test-rust test-python test-aarch64

@@ -26,6 +26,8 @@
 //! - [`train`]: fine-tuning a cross-encoder (forward and backward on the CPU, AdamW,
 //!   checkpoints transformers reads back).
 //! - [`error`]: the crate's one error type.
+//! - [`serve`] (feature `server`): the HTTP server (`crossrank serve`) that speaks TEI,
+//!   Cohere, Jina and OpenAI, batching concurrent requests into the models' calls.
 //! - `python` (feature `python`): the pyo3 bindings, a thin layer over the above.
 
 pub mod error;
@@ -34,6 +36,8 @@ pub mod model;
 pub mod rank;
 pub mod retrieve;
 pub mod score;
+#[cfg(feature = "server")]
+pub mod serve;
 pub mod train;
 
 #[cfg(feature = "python")]

@@ -215,12 +215,43 @@ impl TextTokenizer {
             .collect()
     }
 
+    /// Tokens `[CLS] a [SEP] b [SEP]` takes before truncation.
+    pub fn untruncated_pair_length(&self, a: &str, b: &str) -> Result<usize> {
+        Ok(self.encode_piece(a)?.len() + self.encode_piece(b)?.len() + self.added_tokens(true))
+    }
+
+    /// Tokens one text takes with its special tokens, before truncation.
+    pub fn untruncated_text_length(&self, text: &str) -> Result<usize> {
+        Ok(self.encode_piece(text)?.len() + self.added_tokens(false))
+    }
+
+    /// The longest prefix of `text` that is at most `max_tokens` of its tokens (no special
+    /// tokens), cut at a token boundary.
+    pub fn prefix_of_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Result<&'a str> {
+        // `encode` (not `encode_fast`): the cut needs the tokens' byte offsets.
+        let encoding = self.plain.encode(text, false).map_err(|e| self.error(e))?;
+        Ok(prefix_at_token(text, &encoding, max_tokens))
+    }
+
     pub fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
         texts
             .par_iter()
             .map(|&t| self.inner.encode_fast(t, true).map_err(|e| self.error(e)))
             .collect()
     }
+}
+
+/// `text` cut after its `max_tokens`-th token (`encoding`: its tokens, byte offsets).
+pub(crate) fn prefix_at_token<'a>(text: &'a str, encoding: &Encoding, max_tokens: usize) -> &'a str {
+    if encoding.len() <= max_tokens {
+        return text;
+    }
+    let end = match max_tokens {
+        0 => 0,
+        n => encoding.get_offsets()[n - 1].1,
+    };
+    // Offsets are byte offsets on char boundaries; `get` keeps a malformed one from panicking.
+    text.get(..end).unwrap_or(text)
 }
 
 /// `BertTokenizerFast` as transformers builds it from a `vocab.txt`.

@@ -61,6 +61,16 @@ impl PyBiEncoder {
         &self.inner
     }
 
+    /// The hub id or directory it was loaded from.
+    pub fn name(&self) -> &str {
+        &self.args.model_name_or_path
+    }
+
+    /// The padded-token budget of a batch it was configured with.
+    pub fn max_batch_tokens(&self) -> Option<usize> {
+        self.args.max_batch_tokens
+    }
+
     /// This model as a scorer (cosine of query and document embeddings), batched as a
     /// plain `encode(texts, batch_size=batch_size)` is.
     pub fn scorer(&self, batch_size: usize) -> BiEncoderScorer {

@@ -104,6 +104,11 @@ impl PyCrossEncoder {
         &self.inner
     }
 
+    /// The hub id or directory it was loaded from.
+    pub fn name(&self) -> &str {
+        &self.args.model_name_or_path
+    }
+
     /// Scores checked pairs [`CHUNK`] at a time: each chunk is copied out of Python and
     /// scored with the GIL released, so the copies never exceed one chunk.
     fn predict_chunked(

@@ -17,6 +17,8 @@ mod progress;
 mod reranking;
 mod runtime;
 mod scorers;
+#[cfg(feature = "server")]
+mod serve;
 mod signals;
 mod threads;
 mod train;
@@ -42,6 +44,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hybrid::PyHybridReranker>()?;
     m.add_class::<multistage::PyMultiStage>()?;
     m.add_class::<pairwise::PyPairwiseReranker>()?;
+    #[cfg(feature = "server")]
+    m.add_class::<serve::PyServer>()?;
     m.add_function(wrap_pyfunction!(reranking::check_weights, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::runtime_info, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise::aggregate_preferences, m)?)?;

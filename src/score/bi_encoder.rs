@@ -1,6 +1,8 @@
 //! The bi-encoder: embeds texts independently, like sentence-transformers'
 //! `SentenceTransformer.encode` (Transformer -> Pooling -> optional Normalize).
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
@@ -101,6 +103,14 @@ impl BiEncoder {
             .into_iter()
             .map(|e| e.get_ids().to_vec())
             .collect())
+    }
+
+    /// Tokens each text takes before truncation, special tokens included.
+    pub fn untruncated_lengths(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        texts
+            .par_iter()
+            .map(|t| self.tokenizer.untruncated_text_length(t))
+            .collect()
     }
 
     /// `normalize`: `None` uses the model's default ([`normalizes`](Self::normalizes)).

@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use rayon::prelude::*;
 use tokenizers::Encoding;
 
 use crate::error::{Error, Result};
@@ -147,6 +148,23 @@ impl PairInputs {
         }
     }
 
+    fn untruncated_lengths(&self, pairs: &[(&str, &str)]) -> Result<Vec<usize>> {
+        pairs
+            .par_iter()
+            .map(|&(q, d)| match self {
+                Self::Encoder(t) => t.untruncated_pair_length(q, d),
+                Self::Prompt(p) => p.untruncated_pair_length(q, d),
+            })
+            .collect()
+    }
+
+    fn prefix_of_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Result<&'a str> {
+        match self {
+            Self::Encoder(t) => t.prefix_of_tokens(text, max_tokens),
+            Self::Prompt(p) => p.prefix_of_tokens(text, max_tokens),
+        }
+    }
+
     /// The encoder's tokenizer, for what only encoders do (`what`).
     fn encoder(&self, what: &str) -> Result<&TextTokenizer> {
         match self {
@@ -236,6 +254,17 @@ impl CrossEncoder {
 
     pub fn activation(&self) -> Activation {
         self.activation
+    }
+
+    /// Tokens each pair's input takes before truncation (with the special tokens, or the
+    /// decoder's whole prompt), to compare with [`max_length`](Self::max_length).
+    pub fn untruncated_lengths(&self, pairs: &[(&str, &str)]) -> Result<Vec<usize>> {
+        self.inputs.untruncated_lengths(pairs)
+    }
+
+    /// The longest prefix of `document` within `max_tokens` of this model's tokens.
+    pub fn document_prefix<'a>(&self, document: &'a str, max_tokens: usize) -> Result<&'a str> {
+        self.inputs.prefix_of_tokens(document, max_tokens)
     }
 
     /// Token ids of each pair as the model sees them (after truncation).
@@ -421,7 +450,7 @@ impl CrossEncoder {
 }
 
 /// `(index, score)` best first; ties keep input order; at most `top_k`.
-fn rank_by_score(scores: Vec<f32>, top_k: Option<usize>) -> Vec<(usize, f32)> {
+pub(crate) fn rank_by_score(scores: Vec<f32>, top_k: Option<usize>) -> Vec<(usize, f32)> {
     let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(top_k.unwrap_or(usize::MAX));

@@ -24,7 +24,7 @@ use tokenizers::{Encoding, Token, Tokenizer};
 
 use crate::error::{Error, Result};
 use crate::model::source::ModelSource;
-use crate::model::tokenize::resolve_max_length;
+use crate::model::tokenize::{prefix_at_token, resolve_max_length};
 
 /// The instruction of Qwen3-Reranker's model card, used when neither the caller nor the
 /// checkpoint gives one.
@@ -247,6 +247,21 @@ impl PromptTokenizer {
         let mut out = Encoding::from_tokens(tokens, 0);
         out.set_type_ids(types);
         Ok(out)
+    }
+
+    /// Tokens one pair's prompt takes before truncation.
+    pub fn untruncated_pair_length(&self, query: &str, document: &str) -> Result<usize> {
+        Ok(self.ids(&self.render(query, document)?)?.len())
+    }
+
+    /// The longest prefix of `text` that is at most `max_tokens` of its tokens.
+    pub fn prefix_of_tokens<'a>(&self, text: &'a str, max_tokens: usize) -> Result<&'a str> {
+        // `encode` (not `encode_fast`): the cut needs the tokens' byte offsets.
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(prefix_at_token(text, &encoding, max_tokens))
     }
 
     pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
