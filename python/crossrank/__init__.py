@@ -9,10 +9,11 @@ from crossrank import datasets, evaluation, fusion, metrics, reranking, retrieva
 from crossrank._core import BM25, BiEncoder, Calibrator, CrossEncoder, DenseIndex, __version__, runtime_info
 from crossrank.reranking import HybridReranker, MultiStage, PairwiseReranker
 from crossrank.retrieval import DenseRetriever, HybridRetriever
+from crossrank.server import Server, serve
 
 __all__ = [
     "BM25", "BiEncoder", "Calibrator", "CrossEncoder", "DenseIndex", "DenseRetriever", "HybridReranker",
     "HybridRetriever", "MultiStage", "PairwiseReranker", "datasets", "evaluation", "fusion", "metrics", "reranking",
-    "retrieval",
+    "retrieval", "Server", "serve",
     "__version__", "runtime_info",
 ]

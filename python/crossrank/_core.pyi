@@ -217,6 +217,42 @@ class BiEncoder:
     def normalize_embeddings(self) -> bool:
         """Whether ``encode`` normalizes by default."""
 
+class Server:
+    """A running HTTP server for a reranker and/or an embedding model (see
+    :func:`crossrank.serve`): TEI ``/rerank`` ``/embed`` ``/info`` ``/health``, Cohere
+    ``/v1/rerank`` (shared with Jina) and ``/v2/rerank``, OpenAI ``/v1/embeddings``,
+    ``/metrics``. It serves on its own threads from the moment it is created; concurrent
+    requests are batched into the same model calls. ``port=0`` picks a free port."""
+
+    def __init__(
+        self,
+        model: CrossEncoder | None = None,
+        embed_model: BiEncoder | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        batch_size: int = 32,
+        max_client_batch_size: int = 1024,
+        max_concurrent_requests: int = 512,
+        max_body_bytes: int = 8388608,
+        request_timeout: float = 300.0,
+        api_key: str | None = None,
+    ) -> None: ...
+    @property
+    def port(self) -> int:
+        """The port it listens on (the free one it was given with ``port=0``)."""
+    @property
+    def host(self) -> str: ...
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits for the server to stop, at most ``timeout`` seconds (None: until it does);
+        True when it has stopped."""
+    def shutdown(self) -> None:
+        """Stops accepting connections; requests in flight are still answered. Returns at
+        once; :meth:`wait` for the end."""
+
 def evaluate(
     qrels: dict[str, dict[str, int]] | str | PathLike[str],
     run: dict[str, dict[str, float]] | str | PathLike[str],

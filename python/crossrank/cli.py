@@ -3,6 +3,7 @@ candidates read as JSON lines.
 
     crossrank eval DATA_DIR --stages bm25,dense,hybrid,ce --ce-model M --json out.json
     crossrank rerank --model M < candidates.jsonl > reranked.jsonl
+    crossrank serve --model M [--embed-model E] --port 8080
 """
 
 from __future__ import annotations
@@ -92,6 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--return-documents", action="store_true", help="also write the documents, best first")
     rr.add_argument("--progress", action="store_true", help="a progress bar (per query) on stderr")
     _model_options(rr)
+
+    sv = commands.add_parser(
+        "serve", help="serve a reranker and/or an embedding model over HTTP (TEI, Cohere, Jina, OpenAI APIs)",
+        description="Serve MODEL (cross-encoder) at POST /rerank (TEI), /v1/rerank (Cohere v1, Jina), /v2/rerank "
+                    "(Cohere v2) and EMBED_MODEL (bi-encoder) at POST /embed (TEI), /v1/embeddings (OpenAI); "
+                    "GET /health, /info, /metrics (Prometheus). Concurrent requests are batched together. "
+                    "Ctrl-C or SIGTERM stops it after answering the requests in flight.")
+    sv.add_argument("--model", default=None, help="cross-encoder to serve: hub id or directory")
+    sv.add_argument("--embed-model", default=None, help="bi-encoder to serve: hub id or directory")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free port, printed)")
+    sv.add_argument("--max-batch-tokens", type=_positive, default=None,
+                    help="padded tokens per model batch (default: batch-size sequences of any length)")
+    sv.add_argument("--max-client-batch-size", type=_positive, default=1024,
+                    help="documents or texts one request may send; more is answered 413 (default 1024)")
+    sv.add_argument("--max-concurrent-requests", type=_positive, default=512,
+                    help="requests queued or running at once; more are answered 429 (default 512)")
+    sv.add_argument("--max-body-bytes", type=_positive, default=8 * 1024 * 1024,
+                    help="largest request body; larger is answered 413 (default 8 MiB)")
+    sv.add_argument("--request-timeout", type=float, default=300.0,
+                    help="seconds before an unanswered request gets a 503 (default 300)")
+    sv.add_argument("--api-key", default=None,
+                    help="require Authorization: Bearer KEY on every route but /health (default: no key)")
+    sv.add_argument("--long-document", default="truncate", choices=["truncate", "first", "max", "mean"],
+                    help="the reranker's long-document mode (default truncate)")
+    _model_options(sv)
     return parser
 
 
@@ -179,6 +207,26 @@ def _rerank(args: argparse.Namespace, stdin=None, stdout=None) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from crossrank import BiEncoder, CrossEncoder
+    from crossrank.server import _serve_until_signal, serve
+
+    if args.model is None and args.embed_model is None:
+        raise ValueError("serve needs --model (a cross-encoder) or --embed-model (a bi-encoder), or both")
+    common = dict(max_length=args.max_length, precision=args.precision, local_files_only=args.local_files_only,
+                  max_batch_tokens=args.max_batch_tokens)
+    reranker = CrossEncoder(args.model, long_document=args.long_document, **common) if args.model else None
+    embedder = BiEncoder(args.embed_model, **common) if args.embed_model else None
+    server = serve(reranker, embedder, host=args.host, port=args.port, batch_size=args.batch_size,
+                   max_client_batch_size=args.max_client_batch_size,
+                   max_concurrent_requests=args.max_concurrent_requests, max_body_bytes=args.max_body_bytes,
+                   request_timeout=args.request_timeout, api_key=args.api_key, block=False)
+    print(f"crossrank serving on {server.url}", flush=True)
+    _serve_until_signal(server)
+    print("crossrank server stopped", flush=True)
+    return 0
+
+
 def _version(verbose: bool) -> int:
     from crossrank import __version__, runtime_info
 
@@ -197,10 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         return _version(args.verbose)
     if args.command is None:
-        parser.error("a COMMAND is required (eval or rerank), or --version")
+        parser.error("a COMMAND is required (eval, rerank or serve), or --version")
+    run = {"eval": _eval, "rerank": _rerank, "serve": _serve}[args.command]
     try:
-        return _eval(args) if args.command == "eval" else _rerank(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+        return run(args)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
         print(f"crossrank {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,8 @@ use super::inputs::positive;
 use super::threads::detach;
 use crate::serve::{Embedder, Reranker, ServeOptions, Server};
 
+/// A running HTTP server for a reranker and/or an embedding model (see
+/// ``crossrank.serve``). See ``crossrank/_core.pyi`` for the docs.
 #[pyclass(name = "Server", module = "crossrank", frozen)]
 pub struct PyServer {
     inner: Server,
@@ -79,6 +81,7 @@ impl PyServer {
         self.inner.local_addr().port()
     }
 
+    /// The address it was asked to listen on.
     #[getter]
     fn host(&self) -> &str {
         &self.host
