@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cohere
-import fixtures
 import httpx
 import numpy as np
 import openai
@@ -32,6 +31,8 @@ from llama_index.postprocessor.cohere_rerank import CohereRerank
 from tokenizers import Tokenizer
 
 import crossrank
+
+import fixtures
 
 KEY = "test-key-123"
 MAX_LENGTH = 128
@@ -361,18 +362,19 @@ def test_client_disconnecting_mid_request(client, server, reranker, corpus):
         texts = docs[200:203]
         answer = client.post("/rerank", json={"query": queries[7], "texts": texts}).json()
         expected = reranker.predict([(queries[7], t) for t in texts])
-        assert {r["index"]: r["score"] for r in answer} == pytest.approx(dict(enumerate(map(float, expected))), abs=1e-6)
+        assert {r["index"]: r["score"] for r in answer} == pytest.approx(
+            dict(enumerate(map(float, expected))), abs=1e-6)
 
 
-def test_queue_full_is_429_and_timeout_is_503(rerank_dir, corpus, reranker):
+def test_queue_full_is_429_and_timeout_is_503(rerank_dir, corpus):
     queries, docs = corpus
     texts = docs[:64]
-    for server in _serve("--model", str(rerank_dir), "--max-length", "512", "--max-concurrent-requests", "1"):
-        def post(_):
-            return httpx.post(server.url + "/rerank", json={"query": queries[8], "texts": texts}, timeout=TIMEOUT)
-
+    server = ServerProcess("--model", str(rerank_dir), "--max-length", "512", "--max-concurrent-requests", "1")
+    try:
+        url = server.url + "/rerank"
         with ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(post, range(8)))
+            responses = list(pool.map(
+                lambda _: httpx.post(url, json={"query": queries[8], "texts": texts}, timeout=TIMEOUT), range(8)))
         statuses = sorted(r.status_code for r in responses)
         assert 200 in statuses and 429 in statuses and set(statuses) <= {200, 429}, statuses
         refused = next(r for r in responses if r.status_code == 429)
@@ -383,11 +385,16 @@ def test_queue_full_is_429_and_timeout_is_503(rerank_dir, corpus, reranker):
                 assert {x["index"]: x["score"] for x in r.json()} == pytest.approx(
                     dict(enumerate(map(float, expected))), abs=1e-6)
         assert httpx.get(server.url + "/health").status_code == 200
-    for server in _serve("--model", str(rerank_dir), "--request-timeout", "0.001"):
+    finally:
+        server.stop()
+    server = ServerProcess("--model", str(rerank_dir), "--request-timeout", "0.001")
+    try:
         response = httpx.post(server.url + "/v2/rerank", json={"query": "q", "documents": texts}, timeout=TIMEOUT)
         assert response.status_code == 503
         assert "not answered within" in response.json()["message"]
         assert httpx.get(server.url + "/health").status_code == 200
+    finally:
+        server.stop()
 
 
 def test_sigterm_during_load_answers_requests_in_flight(rerank_dir, corpus):

@@ -242,7 +242,11 @@ impl TextTokenizer {
 }
 
 /// `text` cut after its `max_tokens`-th token (`encoding`: its tokens, byte offsets).
-pub(crate) fn prefix_at_token<'a>(text: &'a str, encoding: &Encoding, max_tokens: usize) -> &'a str {
+pub(crate) fn prefix_at_token<'a>(
+    text: &'a str,
+    encoding: &Encoding,
+    max_tokens: usize,
+) -> &'a str {
     if encoding.len() <= max_tokens {
         return text;
     }

@@ -63,14 +63,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_api_key))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
 /// The body's bytes, or the dialect's error: 413 past the body limit.
-pub fn body_bytes(dialect: Dialect, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub fn body_bytes(
+    dialect: Dialect,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let kind = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ErrorKind::TooLarge

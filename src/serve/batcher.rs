@@ -27,9 +27,12 @@ pub const MERGE_LIMIT: usize = 1024;
 /// is called between engine batches and stops the call when it returns an error.
 pub type RunFn<I, O> = dyn Fn(&[I], &mut OnBatch<'_>) -> Result<Vec<O>> + Send + Sync;
 
+/// Where a request's outputs (or its error) go.
+type Reply<O> = oneshot::Sender<Result<Vec<O>>>;
+
 struct Job<I, O> {
     items: Vec<I>,
-    reply: oneshot::Sender<Result<Vec<O>>>,
+    reply: Reply<O>,
 }
 
 pub struct Batcher<I, O> {
@@ -41,7 +44,11 @@ pub struct Batcher<I, O> {
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the model's thread; it ends when the batcher is dropped. `model` labels the
     /// metrics ("rerank" or "embed").
-    pub fn start(model: &'static str, run: Box<RunFn<I, O>>, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn start(
+        model: &'static str,
+        run: Box<RunFn<I, O>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let (queue, jobs) = mpsc::channel();
         let worker_metrics = metrics.clone();
         std::thread::Builder::new()
@@ -69,7 +76,12 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
-fn work<I, O>(model: &'static str, jobs: mpsc::Receiver<Job<I, O>>, run: &RunFn<I, O>, metrics: &Metrics) {
+fn work<I, O>(
+    model: &'static str,
+    jobs: mpsc::Receiver<Job<I, O>>,
+    run: &RunFn<I, O>,
+    metrics: &Metrics,
+) {
     // `recv` fails once every sender is gone: the server has shut down.
     while let Ok(first) = jobs.recv() {
         let mut merged = vec![first];
@@ -94,8 +106,13 @@ fn work<I, O>(model: &'static str, jobs: mpsc::Receiver<Job<I, O>>, run: &RunFn<
 
 /// One call for all `jobs`; when it fails and holds more than one request, each runs alone,
 /// so an error reaches only the request that caused it.
-fn run_merged<I, O>(model: &'static str, jobs: Vec<Job<I, O>>, run: &RunFn<I, O>, metrics: &Metrics) {
-    let (items, replies): (Vec<Vec<I>>, Vec<oneshot::Sender<Result<Vec<O>>>>) =
+fn run_merged<I, O>(
+    model: &'static str,
+    jobs: Vec<Job<I, O>>,
+    run: &RunFn<I, O>,
+    metrics: &Metrics,
+) {
+    let (items, replies): (Vec<Vec<I>>, Vec<Reply<O>>) =
         jobs.into_iter().map(|j| (j.items, j.reply)).unzip();
     let sizes: Vec<usize> = items.iter().map(Vec::len).collect();
     let flat: Vec<I> = items.into_iter().flatten().collect();

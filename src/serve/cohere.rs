@@ -98,7 +98,10 @@ impl Rerank {
     }
 }
 
-async fn score(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<(Rerank, Checked, RerankOutput), ApiError> {
+async fn score(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Rerank, Checked, RerankOutput), ApiError> {
     let mut request: Rerank = parse_body(DIALECT, &body_bytes(DIALECT, body)?)?;
     let checked = request.check()?;
     let output = state
@@ -139,10 +142,12 @@ pub async fn rerank_v1(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (request, checked, output) = score(&state, body).await?;
-    let model = request
-        .model
-        .clone()
-        .unwrap_or_else(|| state.reranker(DIALECT).map(|r| r.name.clone()).unwrap_or_default());
+    let model = request.model.clone().unwrap_or_else(|| {
+        state
+            .reranker(DIALECT)
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    });
     Ok(Json(json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "model": model,

@@ -116,7 +116,9 @@ impl Metrics {
     }
 
     pub fn queue_depth(&self, model: &str) -> Gauge {
-        self.queue_depth.get_or_create(&label("model", model)).clone()
+        self.queue_depth
+            .get_or_create(&label("model", model))
+            .clone()
     }
 
     pub fn record_batch(&self, model: &str, batch: BatchStats) {

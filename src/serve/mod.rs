@@ -198,11 +198,7 @@ impl Server {
             return Ok(false);
         }
         drop(finished);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         match thread.map(JoinHandle::join) {
             Some(Ok(result)) => result.map(|()| true),
             Some(Err(_)) => Err(Error::Io(std::io::Error::other(

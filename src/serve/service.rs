@@ -182,7 +182,8 @@ impl AppState {
         let embedder = self.embedder(dialect)?;
         self.check_count(dialect, "input", request.texts.len())?;
         let _permit = self.admit(dialect)?;
-        self.in_time(dialect, embedder.embed(dialect, request)).await
+        self.in_time(dialect, embedder.embed(dialect, request))
+            .await
     }
 }
 
@@ -225,8 +226,10 @@ impl RerankModel {
         let batcher = Batcher::start(
             "rerank",
             Box::new(move |pairs: &[(String, String)], on_batch| {
-                let pairs: Vec<(&str, &str)> =
-                    pairs.iter().map(|(q, d)| (q.as_str(), d.as_str())).collect();
+                let pairs: Vec<(&str, &str)> = pairs
+                    .iter()
+                    .map(|(q, d)| (q.as_str(), d.as_str()))
+                    .collect();
                 Ok(model.window_logits(&pairs, &options, on_batch)?.values)
             }),
             metrics,
@@ -267,8 +270,10 @@ impl RerankModel {
             };
             let pairs: Vec<(String, String)> =
                 documents.into_iter().map(|d| (query.clone(), d)).collect();
-            let borrowed: Vec<(&str, &str)> =
-                pairs.iter().map(|(q, d)| (q.as_str(), d.as_str())).collect();
+            let borrowed: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(q, d)| (q.as_str(), d.as_str()))
+                .collect();
             let lengths = model.untruncated_lengths(&borrowed)?;
             Ok((pairs, lengths))
         })

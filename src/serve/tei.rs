@@ -149,7 +149,10 @@ pub async fn info(State(state): Shared) -> Json<Value> {
             "model_dtype": e.model.precision().name(),
         })
     });
-    let main = reranker.clone().or_else(|| embedder.clone()).unwrap_or_default();
+    let main = reranker
+        .clone()
+        .or_else(|| embedder.clone())
+        .unwrap_or_default();
     let mut info = json!({
         "model_sha": null,
         "max_concurrent_requests": options.max_concurrent_requests,
