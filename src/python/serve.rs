@@ -26,7 +26,7 @@ pub struct PyServer {
 #[pymethods]
 impl PyServer {
     #[new]
-    #[pyo3(signature = (model=None, embed_model=None, *, host="127.0.0.1".to_string(), port=8080,
+    #[pyo3(signature = (model=None, embed_model=None, *, host="127.0.0.1", port=8080,
                         batch_size=32, max_client_batch_size=1024, max_concurrent_requests=512,
                         max_body_bytes=8_388_608, request_timeout=300.0, api_key=None))]
     #[allow(clippy::too_many_arguments)]
@@ -34,7 +34,7 @@ impl PyServer {
         py: Python<'_>,
         model: Option<PyRef<'_, PyCrossEncoder>>,
         embed_model: Option<PyRef<'_, PyBiEncoder>>,
-        host: String,
+        host: &str,
         port: i64,
         batch_size: i64,
         max_client_batch_size: i64,
@@ -52,7 +52,7 @@ impl PyServer {
         }
         let batch_size = positive(batch_size, "batch_size")?;
         let options = ServeOptions {
-            host: host.clone(),
+            host: host.to_string(),
             port,
             max_client_batch_size: positive(max_client_batch_size, "max_client_batch_size")?,
             max_concurrent_requests: positive(max_concurrent_requests, "max_concurrent_requests")?,
@@ -72,7 +72,10 @@ impl PyServer {
             max_batch_tokens: e.max_batch_tokens(),
         });
         let inner = detach(py, || Server::start(reranker, embedder, options)).map_err(to_py)?;
-        Ok(Self { inner, host })
+        Ok(Self {
+            inner,
+            host: host.to_string(),
+        })
     }
 
     /// The port it listens on (the free one it was given with port=0).
