@@ -68,6 +68,12 @@ class CrossEncoder:
             search query, retrieve relevant passages that answer the query"). Encoders raise
             ``ValueError``. For decoders, ``long_document`` other than ``"truncate"``,
             ``compare`` and ``precision="int8"`` raise ``ValueError``.
+        truncation: how a pair longer than ``max_length`` is cut (long_document="truncate").
+            ``"longest_first"`` (default, as sentence-transformers): tokens come off the longer
+            text first. ``"only_second"``: the document is cut; the query only when it alone
+            does not fit (transformers' ``truncation="only_second"`` where that applies).
+            ``"error"``: ``predict``/``rank`` raise ``ValueError`` naming the first pair that
+            does not fit and its length. Decoders always cut the document first.
 
     Raises:
         FileNotFoundError: the model, or a file it needs, does not exist / cannot be fetched.
@@ -89,6 +95,7 @@ class CrossEncoder:
         long_document: Literal["truncate", "first", "max", "mean"] = "truncate",
         stride: int = 64,
         instruction: str | None = None,
+        truncation: Literal["longest_first", "only_second", "error"] = "longest_first",
     ) -> None: ...
     def compare(
         self,
@@ -108,6 +115,8 @@ class CrossEncoder:
     def long_document(self) -> Literal["truncate", "first", "max", "mean"]: ...
     @property
     def stride(self) -> int: ...
+    @property
+    def truncation(self) -> Literal["longest_first", "only_second", "error"]: ...
     @overload
     def predict(
         self,
@@ -117,6 +126,7 @@ class CrossEncoder:
         activation_fn: ActivationName | Callable[..., Any] | None = None,
         apply_softmax: bool = False,
         convert_to_numpy: bool = True,
+        return_details: bool = False,
     ) -> float: ...
     @overload
     def predict(
@@ -127,9 +137,10 @@ class CrossEncoder:
         activation_fn: ActivationName | Callable[..., Any] | None = None,
         apply_softmax: bool = False,
         convert_to_numpy: bool = True,
+        return_details: bool = False,
     ) -> npt.NDArray[np.float32]: ...
     def predict(self, sentences, batch_size=32, show_progress_bar=None, activation_fn=None,
-                apply_softmax=False, convert_to_numpy=True):
+                apply_softmax=False, convert_to_numpy=True, return_details=False):
         """Scores pairs.
 
         Returns a float32 array of shape ``(n,)`` (one label) or ``(n, num_labels)``, in
@@ -137,6 +148,11 @@ class CrossEncoder:
         multi-label models). ``convert_to_numpy=False`` gives Python lists.
         ``apply_softmax=True`` applies a softmax over the labels after the activation.
         Pairs are tokenized in parallel, sorted by length and batched; the GIL is released.
+        ``return_details=True`` returns ``(scores, details)``: per pair a dict with
+        ``num_tokens`` (the input's length before truncation, special tokens included) and
+        ``truncated`` (whether the model read fewer tokens), and in long_document modes
+        ``window`` (the best-scoring window's index), ``num_windows`` and ``window_span``
+        (its ``(start, end)`` in the document's tokens).
         """
     def rank(
         self,
@@ -147,9 +163,12 @@ class CrossEncoder:
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: ActivationName | Callable[..., Any] | None = None,
-    ) -> list[dict[str, int | float | str]]:
+        return_details: bool = False,
+    ) -> list[dict[str, Any]]:
         """Documents ranked for ``query``, best first: ``[{"corpus_id": int, "score": float,
-        "text": str (if return_documents)}]``. Ties keep input order. Single-label models only."""
+        "text": str (if return_documents)}]``. Ties keep input order. Single-label models only.
+        ``return_details=True`` adds each document's details as :meth:`predict` gives them
+        (``num_tokens``, ``truncated``, and the window keys in long_document modes)."""
     async def apredict(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`predict` on the running event loop's default executor (the GIL is released
         while scoring, so the loop keeps serving). ``RuntimeError`` without a running loop."""

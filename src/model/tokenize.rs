@@ -16,6 +16,54 @@ use crate::model::checkpoint::Family;
 use crate::model::config::Config;
 use crate::model::source::ModelSource;
 
+/// How a pair longer than `max_length` is cut (`CrossEncoder(truncation=...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Truncation {
+    /// Tokens come off the longer text first (transformers' and sentence-transformers'
+    /// default).
+    #[default]
+    LongestFirst,
+    /// The document is cut; the query only when it alone does not fit.
+    OnlySecond,
+    /// A pair that does not fit is an error (checked by the caller, which knows the pair's
+    /// index); pairs that fit are never cut.
+    Error,
+}
+
+impl std::str::FromStr for Truncation {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "longest_first" => Ok(Self::LongestFirst),
+            "only_second" => Ok(Self::OnlySecond),
+            "error" => Ok(Self::Error),
+            _ => Err(Error::invalid(format!(
+                "unknown truncation {s:?}; expected \"longest_first\", \"only_second\" or \"error\""
+            ))),
+        }
+    }
+}
+
+impl Truncation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LongestFirst => "longest_first",
+            Self::OnlySecond => "only_second",
+            Self::Error => "error",
+        }
+    }
+
+    /// Tokens kept of texts of `a` and `b` tokens sharing `budget`.
+    fn split(self, a: usize, b: usize, budget: usize) -> (usize, usize) {
+        match self {
+            Self::LongestFirst | Self::Error => longest_first(a, b, budget),
+            Self::OnlySecond if a <= budget => (a, b.min(budget - a)),
+            Self::OnlySecond => (budget, 0),
+        }
+    }
+}
+
 pub struct TextTokenizer {
     /// Truncates single texts to `max_length`.
     inner: Tokenizer,
@@ -23,6 +71,8 @@ pub struct TextTokenizer {
     /// (see [`longest_first`]) and then post-processed.
     plain: Tokenizer,
     max_length: usize,
+    /// How pairs are cut.
+    truncation: Truncation,
 }
 
 impl TextTokenizer {
@@ -73,7 +123,14 @@ impl TextTokenizer {
             inner,
             plain,
             max_length,
+            truncation: Truncation::LongestFirst,
         })
+    }
+
+    /// Pairs cut by `truncation` instead of longest-first.
+    pub fn with_truncation(mut self, truncation: Truncation) -> Self {
+        self.truncation = truncation;
+        self
     }
 
     fn error(&self, e: tokenizers::Error) -> Error {
@@ -87,11 +144,17 @@ impl TextTokenizer {
             .map_err(|e| self.error(e))
     }
 
-    /// The tokens of two texts, cut to share `budget` by [`longest_first`].
-    fn encode_cut_pair(&self, a: &str, b: &str, budget: usize) -> Result<(Encoding, Encoding)> {
+    /// The tokens of two texts, cut to share `budget` by `rule`.
+    fn encode_cut_pair(
+        &self,
+        a: &str,
+        b: &str,
+        budget: usize,
+        rule: Truncation,
+    ) -> Result<(Encoding, Encoding)> {
         let mut a = self.encode_piece(a)?;
         let mut b = self.encode_piece(b)?;
-        let (keep_a, keep_b) = longest_first(a.len(), b.len(), budget);
+        let (keep_a, keep_b) = rule.split(a.len(), b.len(), budget);
         for (text, keep) in [(&mut a, keep_a), (&mut b, keep_b)] {
             text.truncate(keep, 0, TruncationDirection::Right);
             text.take_overflowing();
@@ -110,7 +173,8 @@ impl TextTokenizer {
         self.max_length
     }
 
-    /// `[CLS] a [SEP] b [SEP]` inputs within `max_length`, cut longest-first.
+    /// `[CLS] a [SEP] b [SEP]` inputs within `max_length`, cut longest-first (or as
+    /// [`with_truncation`](Self::with_truncation) says).
     ///
     /// The tokenizers crate's own pair truncation (0.23.2) hands the odd token of an odd
     /// budget to the shorter text when both texts must be cut; the tokenizers that
@@ -137,7 +201,7 @@ impl TextTokenizer {
     }
 
     fn encode_pair(&self, a: &str, b: &str, budget: usize) -> Result<Encoding> {
-        let (a, b) = self.encode_cut_pair(a, b, budget)?;
+        let (a, b) = self.encode_cut_pair(a, b, budget, self.truncation)?;
         self.plain
             .post_process(a, Some(b), true)
             .map_err(|e| self.error(e))
@@ -206,7 +270,7 @@ impl TextTokenizer {
         pairs
             .par_iter()
             .map(|&(a, b)| {
-                let (a, b) = self.encode_cut_pair(a, b, budget)?;
+                let (a, b) = self.encode_cut_pair(a, b, budget, Truncation::LongestFirst)?;
                 let second = Encoding::merge([a, separator.clone(), b], false);
                 self.plain
                     .post_process(query.clone(), Some(second), true)

@@ -17,10 +17,12 @@ use super::inputs::{
 use super::progress::Progress;
 use super::threads::{detach, detach_interruptible};
 use crate::model::precision::Precision;
+use crate::model::tokenize::Truncation;
 use crate::rank::scorer::CrossEncoderScorer;
 use crate::score::batching::CHUNK;
 use crate::score::cross_encoder::{
-    Activation, CrossEncoder, CrossEncoderOptions, PredictOptions, Scores,
+    rank_by_score, Activation, CrossEncoder, CrossEncoderOptions, PairDetails, PredictOptions,
+    Scores,
 };
 use crate::score::long_document::LongDocument;
 
@@ -74,6 +76,30 @@ fn scores_to_py<'py>(
     })
 }
 
+/// One pair's details as a dict: ``num_tokens``, ``truncated`` and, in long_document
+/// modes, ``window`` (the best window's index), ``num_windows`` and ``window_span`` (its
+/// token span in the document).
+fn set_details(entry: &Bound<'_, PyDict>, details: &PairDetails) -> PyResult<()> {
+    entry.set_item("num_tokens", details.num_tokens)?;
+    entry.set_item("truncated", details.truncated)?;
+    if let Some(w) = &details.window {
+        entry.set_item("window", w.index)?;
+        entry.set_item("num_windows", w.count)?;
+        entry.set_item("window_span", (w.start, w.end))?;
+    }
+    Ok(())
+}
+
+fn details_to_py<'py>(py: Python<'py>, details: &[PairDetails]) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for d in details {
+        let entry = PyDict::new(py);
+        set_details(&entry, d)?;
+        out.append(entry)?;
+    }
+    Ok(out)
+}
+
 #[derive(Clone)]
 struct InitArgs {
     model_name_or_path: String,
@@ -88,6 +114,7 @@ struct InitArgs {
     long_document: LongDocument,
     stride: usize,
     instruction: Option<String>,
+    truncation: Truncation,
 }
 
 /// A cross-encoder that scores (query, document) pairs; same API as
@@ -110,18 +137,21 @@ impl PyCrossEncoder {
     }
 
     /// Scores checked pairs [`CHUNK`] at a time: each chunk is copied out of Python and
-    /// scored with the GIL released, so the copies never exceed one chunk.
+    /// scored with the GIL released, so the copies never exceed one chunk. With `details`,
+    /// also what happened to each pair's input.
     fn predict_chunked(
         &self,
         py: Python<'_>,
         pairs: &[PyPair<'_>],
         options: &PredictOptions,
         progress: &Progress,
-    ) -> PyResult<Scores> {
+        details: bool,
+    ) -> PyResult<(Scores, Vec<PairDetails>)> {
         let mut all = Scores {
             values: Vec::new(),
             num_labels: self.inner.num_labels(),
         };
+        let mut all_details = Vec::new();
         for chunk in pairs.chunks(CHUNK) {
             let owned = pair_strings(chunk)?;
             let borrowed: Vec<(&str, &str)> = owned
@@ -129,16 +159,45 @@ impl PyCrossEncoder {
                 .map(|(a, b)| (a.as_str(), b.as_str()))
                 .collect();
             let inner = &self.inner;
-            let scores = detach_interruptible(py, |interrupt| {
-                inner.predict(&borrowed, options, &mut |n| {
+            let (scores, chunk_details) = detach_interruptible(py, |interrupt| {
+                let mut on_batch = |n| {
                     progress.update(n);
                     interrupt.check()
-                })
+                };
+                if details {
+                    inner.predict_with_details(&borrowed, options, &mut on_batch)
+                } else {
+                    inner
+                        .predict(&borrowed, options, &mut on_batch)
+                        .map(|s| (s, Vec::new()))
+                }
             })?
             .map_err(to_py)?;
             all.values.extend(scores.values);
+            all_details.extend(chunk_details);
         }
-        Ok(all)
+        Ok((all, all_details))
+    }
+
+    /// Scores as `predict` returns them (an empty input: an empty array of the right shape).
+    fn scores_out<'py>(
+        &self,
+        py: Python<'py>,
+        scores: Scores,
+        singular: bool,
+        convert_to_numpy: bool,
+        empty: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let k = scores.num_labels;
+        if empty && convert_to_numpy {
+            let array = PyArray1::<f32>::zeros(py, [0], false);
+            return Ok(if k == 1 {
+                array.into_any()
+            } else {
+                array.reshape([0, k])?.into_any()
+            });
+        }
+        scores_to_py(py, scores, singular, convert_to_numpy)
     }
 
     /// This model as a scorer of (query, document) pairs, as a plain `predict` scores.
@@ -181,7 +240,8 @@ impl PyCrossEncoder {
     #[new]
     #[pyo3(signature = (model_name_or_path, max_length=None, device=None, activation_fn=None,
                         revision=None, cache_folder=None, local_files_only=false, max_batch_tokens=None,
-                        precision=None, long_document="truncate", stride=64, instruction=None))]
+                        precision=None, long_document="truncate", stride=64, instruction=None,
+                        truncation="longest_first"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -197,6 +257,7 @@ impl PyCrossEncoder {
         long_document: &str,
         stride: i64,
         instruction: Option<String>,
+        truncation: &str,
     ) -> PyResult<Self> {
         if stride < 0 {
             return Err(PyValueError::new_err(format!(
@@ -219,6 +280,7 @@ impl PyCrossEncoder {
             long_document: long_document.parse().map_err(to_py)?,
             stride: stride as usize,
             instruction,
+            truncation: truncation.parse().map_err(to_py)?,
         };
         let options = CrossEncoderOptions {
             max_length: args.max_length,
@@ -227,6 +289,7 @@ impl PyCrossEncoder {
             precision: args.precision,
             hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
             instruction: args.instruction.clone(),
+            truncation: args.truncation,
         };
         let name = args.model_name_or_path.clone();
         let inner =
@@ -243,7 +306,7 @@ impl PyCrossEncoder {
 
     /// Scores pairs. One pair in -> one float out (for single-label models).
     #[pyo3(signature = (sentences, batch_size=32, show_progress_bar=None, activation_fn=None,
-                        apply_softmax=false, convert_to_numpy=true))]
+                        apply_softmax=false, convert_to_numpy=true, return_details=false))]
     #[allow(clippy::too_many_arguments)]
     fn predict<'py>(
         &self,
@@ -254,28 +317,30 @@ impl PyCrossEncoder {
         activation_fn: Option<&Bound<'py, PyAny>>,
         apply_softmax: bool,
         convert_to_numpy: bool,
+        return_details: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let options = self.options(batch_size, activation_fn, apply_softmax)?;
         let (pairs, singular) = checked_pairs(sentences)?;
         let progress = Progress::new(py, show_progress_bar, pairs.len(), "Scoring", "pair")?;
-        let result = self.predict_chunked(py, &pairs, &options, &progress);
+        let result = self.predict_chunked(py, &pairs, &options, &progress, return_details);
         progress.close(py);
-        let scores = result?;
-        let k = scores.num_labels;
-        if pairs.is_empty() && convert_to_numpy {
-            let empty = PyArray1::<f32>::zeros(py, [0], false);
-            return Ok(if k == 1 {
-                empty.into_any()
+        let (scores, details) = result?;
+        if return_details {
+            let details = details_to_py(py, &details)?;
+            let scores = self.scores_out(py, scores, singular, convert_to_numpy, pairs.is_empty())?;
+            let details = if singular {
+                details.get_item(0)?
             } else {
-                empty.reshape([0, k])?.into_any()
-            });
+                details.into_any()
+            };
+            return Ok(PyTuple::new(py, [scores, details])?.into_any());
         }
-        scores_to_py(py, scores, singular, convert_to_numpy)
+        self.scores_out(py, scores, singular, convert_to_numpy, pairs.is_empty())
     }
 
     /// Ranks documents for a query: ``[{"corpus_id", "score", "text"?}]``, best first.
     #[pyo3(signature = (query, documents, top_k=None, return_documents=false, batch_size=32,
-                        show_progress_bar=None, activation_fn=None))]
+                        show_progress_bar=None, activation_fn=None, return_details=false))]
     #[allow(clippy::too_many_arguments)]
     fn rank<'py>(
         &self,
@@ -287,6 +352,7 @@ impl PyCrossEncoder {
         batch_size: i64,
         show_progress_bar: Option<bool>,
         activation_fn: Option<&Bound<'py, PyAny>>,
+        return_details: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let options = self.options(batch_size, activation_fn, false)?;
         let query = query_str(query)?;
@@ -299,17 +365,27 @@ impl PyCrossEncoder {
             }
             k => k.map(|k| k as usize),
         };
+        self.inner.check_rankable().map_err(to_py)?;
         let texts: Vec<&str> = documents.iter().map(String::as_str).collect();
+        let pairs: Vec<(&str, &str)> = texts.iter().map(|d| (query.as_str(), *d)).collect();
         let progress = Progress::new(py, show_progress_bar, texts.len(), "Ranking", "doc")?;
         let inner = &self.inner;
         let result = detach_interruptible(py, |interrupt| {
-            inner.rank(&query, &texts, top_k, &options, &mut |n| {
+            let mut on_batch = |n| {
                 progress.update(n);
                 interrupt.check()
-            })
+            };
+            if return_details {
+                inner.predict_with_details(&pairs, &options, &mut on_batch)
+            } else {
+                inner
+                    .predict(&pairs, &options, &mut on_batch)
+                    .map(|s| (s, Vec::new()))
+            }
         });
         progress.close(py);
-        let ranked = result?.map_err(to_py)?;
+        let (scores, details) = result?.map_err(to_py)?;
+        let ranked = rank_by_score(scores.values, top_k);
         let docs = documents;
         let out = PyList::empty(py);
         for (id, score) in ranked {
@@ -318,6 +394,9 @@ impl PyCrossEncoder {
             entry.set_item("score", score as f64)?;
             if return_documents {
                 entry.set_item("text", &docs[id])?;
+            }
+            if let Some(d) = details.get(id) {
+                set_details(&entry, d)?;
             }
             out.append(entry)?;
         }
@@ -402,6 +481,13 @@ impl PyCrossEncoder {
         self.args.long_document.name()
     }
 
+    /// How pairs longer than ``max_length`` are cut: ``"longest_first"``, ``"only_second"``
+    /// or ``"error"``.
+    #[getter]
+    fn truncation(&self) -> &'static str {
+        self.args.truncation.name()
+    }
+
     /// Tokens shared by neighbouring windows of a long document.
     #[getter]
     fn stride(&self) -> usize {
@@ -449,21 +535,25 @@ impl PyCrossEncoder {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let a = &slf.get().args;
-        let args = (
-            a.model_name_or_path.clone(),
-            a.max_length,
-            a.device.clone(),
-            a.activation_fn.map(|x| x.name()),
-            a.revision.clone(),
-            a.cache_folder.clone(),
-            a.local_files_only,
-            a.max_batch_tokens,
-            a.precision.name(),
-            a.long_document.name(),
-            a.stride,
-            a.instruction.clone(),
-        )
-            .into_pyobject(py)?;
+        // In the constructor's order (more than the 12 items pyo3 converts as a tuple).
+        let args = PyTuple::new(
+            py,
+            [
+                a.model_name_or_path.clone().into_pyobject(py)?.into_any(),
+                a.max_length.into_pyobject(py)?.into_any(),
+                a.device.clone().into_pyobject(py)?.into_any(),
+                a.activation_fn.map(|x| x.name()).into_pyobject(py)?.into_any(),
+                a.revision.clone().into_pyobject(py)?.into_any(),
+                a.cache_folder.clone().into_pyobject(py)?.into_any(),
+                a.local_files_only.into_pyobject(py)?.to_owned().into_any(),
+                a.max_batch_tokens.into_pyobject(py)?.into_any(),
+                a.precision.name().into_pyobject(py)?.into_any(),
+                a.long_document.name().into_pyobject(py)?.into_any(),
+                a.stride.into_pyobject(py)?.into_any(),
+                a.instruction.clone().into_pyobject(py)?.into_any(),
+                a.truncation.name().into_pyobject(py)?.into_any(),
+            ],
+        )?;
         Ok((slf.get_type().into_any(), args))
     }
 }

@@ -12,7 +12,7 @@ use crate::model::config::ModelConfig;
 use crate::model::device::parse_device;
 use crate::model::precision::Precision;
 use crate::model::source::{HubOptions, ModelSource};
-use crate::model::tokenize::TextTokenizer;
+use crate::model::tokenize::{TextTokenizer, Truncation};
 use crate::score::batching::{run_batched, OnBatch, CHUNK};
 use crate::score::engine::{Backend, Engine};
 use crate::score::long_document::LongDocument;
@@ -90,6 +90,8 @@ pub struct CrossEncoderOptions {
     pub hub: HubOptions,
     /// A decoder reranker's instruction (the system message of its prompt).
     pub instruction: Option<String>,
+    /// How pairs longer than `max_length` are cut (long_document="truncate").
+    pub truncation: Truncation,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +184,28 @@ pub struct CrossEncoder {
     num_labels: usize,
     activation: Activation,
     precision: Precision,
+    truncation: Truncation,
+}
+
+/// What happened to one pair's input (`predict(..., return_details=True)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairDetails {
+    /// Tokens of the pair's input before truncation (special tokens included).
+    pub num_tokens: usize,
+    /// Whether the model read fewer tokens than that.
+    pub truncated: bool,
+    /// long_document other than truncate: the window that scored best.
+    pub window: Option<WindowChoice>,
+}
+
+/// The best-scoring window of a long document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowChoice {
+    pub index: usize,
+    pub count: usize,
+    /// Its span in the document's tokens (no special tokens): `start..end`.
+    pub start: usize,
+    pub end: usize,
 }
 
 impl CrossEncoder {
@@ -224,7 +248,8 @@ impl CrossEncoder {
                 &config.encoder,
                 options.max_length,
                 None,
-            )?;
+            )?
+            .with_truncation(options.truncation);
             (engine, PairInputs::Encoder(Box::new(tokenizer)), num_labels)
         };
         let activation = match options.activation {
@@ -237,7 +262,12 @@ impl CrossEncoder {
             num_labels,
             activation,
             precision: options.precision,
+            truncation: options.truncation,
         })
+    }
+
+    pub fn truncation(&self) -> Truncation {
+        self.truncation
     }
 
     pub fn precision(&self) -> Precision {
@@ -323,6 +353,14 @@ impl CrossEncoder {
 
     /// Whether `mode` (with `stride`) applies to this model.
     pub fn check_long_document(&self, mode: LongDocument, stride: usize) -> Result<()> {
+        if mode != LongDocument::Truncate && self.truncation != Truncation::LongestFirst {
+            return Err(Error::invalid(format!(
+                "truncation={:?} applies to long_document=\"truncate\"; long_document={:?} \
+                 reads the whole document in windows",
+                self.truncation.name(),
+                mode.name()
+            )));
+        }
         if mode != LongDocument::Truncate {
             self.inputs
                 .encoder(&format!("long_document={:?}", mode.name()))?;
@@ -338,35 +376,78 @@ impl CrossEncoder {
         options: &PredictOptions,
         on_batch: &mut OnBatch<'_>,
     ) -> Result<Scores> {
+        Ok(self.scored_windows(pairs, options, on_batch, false)?.0)
+    }
+
+    /// [`window_logits`](Self::window_logits), and with `choose` (in long_document modes)
+    /// each pair's best-scoring window.
+    fn scored_windows(
+        &self,
+        pairs: &[(&str, &str)],
+        options: &PredictOptions,
+        on_batch: &mut OnBatch<'_>,
+        choose: bool,
+    ) -> Result<(Scores, Vec<WindowChoice>)> {
         let mode = options.long_document;
         if mode == LongDocument::Truncate {
-            return self.logits(
+            if self.truncation == Truncation::Error {
+                self.check_fits(pairs)?;
+            }
+            let scores = self.logits(
                 pairs,
                 options.batch_size,
                 options.max_batch_tokens,
                 on_batch,
-            );
+            )?;
+            return Ok((scores, Vec::new()));
         }
         let tokenizer = self
             .inputs
             .encoder(&format!("long_document={:?}", mode.name()))?;
         mode.check_stride(options.stride, self.max_length())?;
         let mut values = Vec::with_capacity(pairs.len() * self.num_labels);
+        let mut choices = Vec::new();
         for chunk in pairs.chunks(CHUNK) {
             let mut windows = tokenizer.encode_pair_windows(chunk, options.stride)?;
             if mode == LongDocument::First {
                 windows.iter_mut().for_each(|w| w.truncate(1));
             }
             let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
+            let spans: Vec<Vec<(usize, usize)>> = if choose {
+                windows
+                    .iter()
+                    .map(|w| document_spans(w, options.stride))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let flat: Vec<Encoding> = windows.into_iter().flatten().collect();
             let logits = self.forward_encodings(&flat, options, on_batch)?;
+            if choose {
+                choices.extend(best_windows(&logits, &counts, self.num_labels, spans));
+            }
             values.extend(mode.aggregate(&logits, &counts, self.num_labels));
             on_batch(chunk.len())?;
         }
-        Ok(Scores {
+        let scores = Scores {
             values,
             num_labels: self.num_labels,
-        })
+        };
+        Ok((scores, choices))
+    }
+
+    /// truncation="error": every pair must fit within max_length.
+    fn check_fits(&self, pairs: &[(&str, &str)]) -> Result<()> {
+        let lengths = self.untruncated_lengths(pairs)?;
+        let max_length = self.max_length();
+        match lengths.iter().position(|&n| n > max_length) {
+            Some(i) => Err(Error::invalid(format!(
+                "pair {i} has {} tokens, more than max_length {max_length} \
+                 (truncation=\"error\"; use \"longest_first\" or \"only_second\" to cut it)",
+                lengths[i]
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A duo model's P(a is more relevant to `query` than b) for each `(a, b)`: the input
@@ -411,7 +492,41 @@ impl CrossEncoder {
         options: &PredictOptions,
         on_batch: &mut OnBatch<'_>,
     ) -> Result<Scores> {
-        let mut scores = self.window_logits(pairs, options, on_batch)?;
+        let scores = self.window_logits(pairs, options, on_batch)?;
+        self.activated(scores, options)
+    }
+
+    /// [`predict`](Self::predict), and what happened to each pair's input: its length
+    /// before truncation, whether it was cut, and in long_document modes the best window.
+    pub fn predict_with_details(
+        &self,
+        pairs: &[(&str, &str)],
+        options: &PredictOptions,
+        on_batch: &mut OnBatch<'_>,
+    ) -> Result<(Scores, Vec<PairDetails>)> {
+        let mode = options.long_document;
+        let (scores, windows) =
+            self.scored_windows(pairs, options, on_batch, mode != LongDocument::Truncate)?;
+        let scores = self.activated(scores, options)?;
+        let max_length = self.max_length();
+        let mut windows = windows.into_iter();
+        let details = self
+            .untruncated_lengths(pairs)?
+            .into_iter()
+            .map(|num_tokens| PairDetails {
+                num_tokens,
+                // Max and mean read every token, in windows; first reads the first window.
+                truncated: num_tokens > max_length
+                    && matches!(mode, LongDocument::Truncate | LongDocument::First),
+                window: windows.next(),
+            })
+            .collect();
+        Ok((scores, details))
+    }
+
+    /// Logits with the activation (and optional softmax) applied; a non-finite score is
+    /// an error.
+    fn activated(&self, mut scores: Scores, options: &PredictOptions) -> Result<Scores> {
         options
             .activation
             .unwrap_or(self.activation)
@@ -428,6 +543,17 @@ impl CrossEncoder {
         Ok(scores)
     }
 
+    /// Ranking needs one score per pair: a model with one output label.
+    pub fn check_rankable(&self) -> Result<()> {
+        if self.num_labels != 1 {
+            return Err(Error::invalid(format!(
+                "rank() needs a model with one output label; this one has {}",
+                self.num_labels
+            )));
+        }
+        Ok(())
+    }
+
     /// Documents ranked by score, best first: `(document index, score)`. Ties keep input order.
     pub fn rank(
         &self,
@@ -437,16 +563,62 @@ impl CrossEncoder {
         options: &PredictOptions,
         on_batch: &mut OnBatch<'_>,
     ) -> Result<Vec<(usize, f32)>> {
-        if self.num_labels != 1 {
-            return Err(Error::invalid(format!(
-                "rank() needs a model with one output label; this one has {}",
-                self.num_labels
-            )));
-        }
+        self.check_rankable()?;
         let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
         let scores = self.predict(&pairs, options, on_batch)?;
         Ok(rank_by_score(scores.values, top_k))
     }
+}
+
+/// Each window's span in its document's tokens (the tokens of sequence 1): windows are
+/// cut `stride` tokens before the previous one ends, as `Encoding::truncate` cuts them.
+fn document_spans(windows: &[Encoding], stride: usize) -> Vec<(usize, usize)> {
+    let document_tokens = |w: &Encoding| {
+        w.get_sequence_ids()
+            .iter()
+            .filter(|s| **s == Some(1))
+            .count()
+    };
+    let first = windows.first().map_or(0, document_tokens);
+    let step = first.saturating_sub(stride).max(1);
+    windows
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            let start = if windows.len() > 1 { k * step } else { 0 };
+            (start, start + document_tokens(w))
+        })
+        .collect()
+}
+
+/// Per pair, the window whose first label's logit is highest (the first on ties).
+fn best_windows(
+    logits: &[f32],
+    counts: &[usize],
+    num_labels: usize,
+    spans: Vec<Vec<(usize, usize)>>,
+) -> Vec<WindowChoice> {
+    let mut at = 0;
+    counts
+        .iter()
+        .zip(spans)
+        .map(|(&count, spans)| {
+            let index = (0..count)
+                .max_by(|&a, &b| {
+                    let (x, y) = (logits[(at + a) * num_labels], logits[(at + b) * num_labels]);
+                    x.total_cmp(&y).then(b.cmp(&a))
+                })
+                .unwrap_or(0);
+            at += count;
+            let (start, end) = spans.get(index).copied().unwrap_or((0, 0));
+            WindowChoice {
+                index,
+                count,
+                start,
+                end,
+            }
+        })
+        .collect()
 }
 
 /// `(index, score)` best first; ties keep input order; at most `top_k`.

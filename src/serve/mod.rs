@@ -128,13 +128,7 @@ impl Server {
             ));
         }
         if let Some(r) = &reranker {
-            if r.model.num_labels() != 1 {
-                return Err(Error::invalid(format!(
-                    "the reranker must have one output label to rank with; {} has {}",
-                    r.name,
-                    r.model.num_labels()
-                )));
-            }
+            r.model.check_rankable()?;
             r.model
                 .check_long_document(r.options.long_document, r.options.stride)?;
         }
