@@ -78,9 +78,25 @@ def assert_scored_copies(result: list[Document], docs: list[Document], expected:
         assert doc.id == original.id
         assert type(doc.metadata["relevance_score"]) is float
         assert doc.metadata["relevance_score"] == pytest.approx(score, abs=1e-6)
-        assert {k: v for k, v in doc.metadata.items() if k != "relevance_score"} == original.metadata
-        assert "relevance_score" not in original.metadata
+        # Whether the model cut the document: said by CrossEncoders, not by other rerankers.
+        assert type(doc.metadata.get("truncated", False)) is bool
+        added = ("relevance_score", "truncated")
+        assert {k: v for k, v in doc.metadata.items() if k not in added} == original.metadata
+        assert not any(k in original.metadata for k in added)
         assert doc is not original and doc.metadata is not original.metadata
+
+
+def test_reranker_says_which_documents_were_truncated(ce_dir, documents):
+    """metadata["truncated"]: whether the cross-encoder read the document only in part."""
+    short = crossrank.CrossEncoder(ce_dir, max_length=96)
+    docs = documents + [Document(page_content="flutter", id="tiny")]
+    result = CrossRankReranker(model=short, top_n=len(docs)).compress_documents(docs, QUERIES[0])
+    details = {r["corpus_id"]: r for r in short.rank(QUERIES[0], [d.page_content for d in docs],
+                                                     return_details=True)}
+    by_id = {d.id: i for i, d in enumerate(docs)}
+    flags = {d.id: d.metadata["truncated"] for d in result}
+    assert flags == {d.id: details[by_id[d.id]]["truncated"] for d in docs}
+    assert flags["tiny"] is False and any(flags.values())
 
 
 # --- end to end -------------------------------------------------------------------------------

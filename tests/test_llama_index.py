@@ -163,6 +163,22 @@ def test_keep_retrieval_score(index, queries, ce):
     assert all("retrieval_score" not in n.node.metadata for n in plain)
 
 
+def test_truncated_in_metadata(index, queries, ce_dir):
+    """node.metadata["truncated"]: whether the cross-encoder read the node's text only in part;
+    kept out of the text embedders and LLMs see."""
+    short = crossrank.CrossEncoder(str(ce_dir), max_length=160)
+    retrieved = fresh(index, queries[0])
+    out = CrossRankRerank(model=short, top_n=K).postprocess_nodes(retrieved, query_str=queries[0])
+    texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in retrieved]
+    details = short.rank(queries[0], texts, return_details=True)
+    expected = {retrieved[r["corpus_id"]].node.node_id: r["truncated"] for r in details}
+    assert {n.node.node_id: n.node.metadata["truncated"] for n in out} == expected
+    assert any(expected.values())
+    for n in out:
+        assert "truncated" not in embed_text(n)
+        assert "truncated" not in n.node.get_content(metadata_mode=MetadataMode.LLM)
+
+
 def test_score_threshold_drops_nodes(retrieved, queries, ce):
     ranked = expected_top(ce, queries[0], retrieved, K)
     threshold = float(np.median([s for _, s in ranked]))

@@ -74,6 +74,12 @@ class CrossEncoder:
             does not fit (transformers' ``truncation="only_second"`` where that applies).
             ``"error"``: ``predict``/``rank`` raise ``ValueError`` naming the first pair that
             does not fit and its length. Decoders always cut the document first.
+        cache_size: keep the scores of this many (query, document) pairs in an LRU, so
+            scoring a pair again (pagination, retries, an evaluation sweep) is a lookup.
+            Thread-safe; off by default (None or 0). The key holds the model's identity
+            (source, revision, max_length, precision, truncation), the long-document mode and
+            stride, and the pair; logits are cached before the activation. See
+            :meth:`cache_info`.
 
     Raises:
         FileNotFoundError: the model, or a file it needs, does not exist / cannot be fetched.
@@ -96,7 +102,13 @@ class CrossEncoder:
         stride: int = 64,
         instruction: str | None = None,
         truncation: Literal["longest_first", "only_second", "error"] = "longest_first",
+        cache_size: int | None = None,
     ) -> None: ...
+    def cache_info(self) -> dict[str, int] | None:
+        """The score cache's counters ``{"hits", "misses", "maxsize", "currsize"}`` (as
+        ``functools.lru_cache`` reports them), or None when the model has no cache."""
+    def cache_clear(self) -> None:
+        """Empties the score cache and resets its counters."""
     def compare(
         self,
         query: str,

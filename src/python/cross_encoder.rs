@@ -6,7 +6,7 @@ use std::sync::Arc;
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 
 use super::asyncio::run_in_executor;
 use super::errors::{load_error, to_py};
@@ -76,6 +76,23 @@ fn scores_to_py<'py>(
     })
 }
 
+/// `cache_size`: None, or an int >= 0 (0: no cache, as `functools.lru_cache(maxsize=0)`).
+fn extract_cache_size(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "cache_size must be an int or None, got {}",
+            value.get_type().name()?
+        )));
+    }
+    let size: i64 = value.extract()?;
+    usize::try_from(size)
+        .map(Some)
+        .map_err(|_| PyValueError::new_err(format!("cache_size must be >= 0, got {size}")))
+}
+
 /// One pair's details as a dict: ``num_tokens``, ``truncated`` and, in long_document
 /// modes, ``window`` (the best window's index), ``num_windows`` and ``window_span`` (its
 /// token span in the document).
@@ -115,6 +132,7 @@ struct InitArgs {
     stride: usize,
     instruction: Option<String>,
     truncation: Truncation,
+    cache_size: Option<usize>,
 }
 
 /// A cross-encoder that scores (query, document) pairs; same API as
@@ -241,7 +259,7 @@ impl PyCrossEncoder {
     #[pyo3(signature = (model_name_or_path, max_length=None, device=None, activation_fn=None,
                         revision=None, cache_folder=None, local_files_only=false, max_batch_tokens=None,
                         precision=None, long_document="truncate", stride=64, instruction=None,
-                        truncation="longest_first"))]
+                        truncation="longest_first", cache_size=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -258,6 +276,7 @@ impl PyCrossEncoder {
         stride: i64,
         instruction: Option<String>,
         truncation: &str,
+        cache_size: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if stride < 0 {
             return Err(PyValueError::new_err(format!(
@@ -281,6 +300,7 @@ impl PyCrossEncoder {
             stride: stride as usize,
             instruction,
             truncation: truncation.parse().map_err(to_py)?,
+            cache_size: extract_cache_size(cache_size)?,
         };
         let options = CrossEncoderOptions {
             max_length: args.max_length,
@@ -290,6 +310,7 @@ impl PyCrossEncoder {
             hub: hub_options(&args.revision, &args.cache_folder, args.local_files_only),
             instruction: args.instruction.clone(),
             truncation: args.truncation,
+            cache_size: args.cache_size,
         };
         let name = args.model_name_or_path.clone();
         let inner =
@@ -327,7 +348,8 @@ impl PyCrossEncoder {
         let (scores, details) = result?;
         if return_details {
             let details = details_to_py(py, &details)?;
-            let scores = self.scores_out(py, scores, singular, convert_to_numpy, pairs.is_empty())?;
+            let scores =
+                self.scores_out(py, scores, singular, convert_to_numpy, pairs.is_empty())?;
             let details = if singular {
                 details.get_item(0)?
             } else {
@@ -481,6 +503,25 @@ impl PyCrossEncoder {
         self.args.long_document.name()
     }
 
+    /// The score cache's counters: ``{"hits", "misses", "maxsize", "currsize"}`` (as
+    /// ``functools.lru_cache``), or None without a cache.
+    fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(info) = self.inner.cache_info() else {
+            return Ok(None);
+        };
+        let out = PyDict::new(py);
+        out.set_item("hits", info.hits)?;
+        out.set_item("misses", info.misses)?;
+        out.set_item("maxsize", info.max_size)?;
+        out.set_item("currsize", info.size)?;
+        Ok(Some(out))
+    }
+
+    /// Empties the score cache and resets its counters.
+    fn cache_clear(&self) {
+        self.inner.cache_clear();
+    }
+
     /// How pairs longer than ``max_length`` are cut: ``"longest_first"``, ``"only_second"``
     /// or ``"error"``.
     #[getter]
@@ -542,7 +583,10 @@ impl PyCrossEncoder {
                 a.model_name_or_path.clone().into_pyobject(py)?.into_any(),
                 a.max_length.into_pyobject(py)?.into_any(),
                 a.device.clone().into_pyobject(py)?.into_any(),
-                a.activation_fn.map(|x| x.name()).into_pyobject(py)?.into_any(),
+                a.activation_fn
+                    .map(|x| x.name())
+                    .into_pyobject(py)?
+                    .into_any(),
                 a.revision.clone().into_pyobject(py)?.into_any(),
                 a.cache_folder.clone().into_pyobject(py)?.into_any(),
                 a.local_files_only.into_pyobject(py)?.to_owned().into_any(),
@@ -552,6 +596,7 @@ impl PyCrossEncoder {
                 a.stride.into_pyobject(py)?.into_any(),
                 a.instruction.clone().into_pyobject(py)?.into_any(),
                 a.truncation.name().into_pyobject(py)?.into_any(),
+                a.cache_size.into_pyobject(py)?.into_any(),
             ],
         )?;
         Ok((slf.get_type().into_any(), args))

@@ -1,6 +1,7 @@
 //! The cross-encoder: scores (query, document) pairs with a sequence-classification
 //! model, like sentence-transformers' `CrossEncoder`.
 
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 
 use rayon::prelude::*;
@@ -14,6 +15,7 @@ use crate::model::precision::Precision;
 use crate::model::source::{HubOptions, ModelSource};
 use crate::model::tokenize::{TextTokenizer, Truncation};
 use crate::score::batching::{run_batched, OnBatch, CHUNK};
+use crate::score::cache::{CacheInfo, ScoreCache};
 use crate::score::engine::{Backend, Engine};
 use crate::score::long_document::LongDocument;
 use crate::score::prompt::PromptTokenizer;
@@ -92,6 +94,8 @@ pub struct CrossEncoderOptions {
     pub instruction: Option<String>,
     /// How pairs longer than `max_length` are cut (long_document="truncate").
     pub truncation: Truncation,
+    /// Pairs whose logits are kept in an LRU (see `score::cache`); `None` or 0: no cache.
+    pub cache_size: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +189,7 @@ pub struct CrossEncoder {
     activation: Activation,
     precision: Precision,
     truncation: Truncation,
+    cache: Option<ScoreCache>,
 }
 
 /// What happened to one pair's input (`predict(..., return_details=True)`).
@@ -256,6 +261,20 @@ impl CrossEncoder {
             Some(a) => a,
             None => default_activation(&config, num_labels)?,
         };
+        let cache = options
+            .cache_size
+            .and_then(NonZeroUsize::new)
+            .map(|capacity| {
+                let identity = format!(
+                    "{} revision={:?} max_length={} precision={} truncation={}",
+                    source.describe(),
+                    options.hub.revision,
+                    inputs.max_length(),
+                    options.precision.name(),
+                    options.truncation.name()
+                );
+                ScoreCache::new(identity, capacity)
+            });
         Ok(Self {
             engine,
             inputs,
@@ -263,7 +282,20 @@ impl CrossEncoder {
             activation,
             precision: options.precision,
             truncation: options.truncation,
+            cache,
         })
+    }
+
+    /// The score cache's counters, when the model has one.
+    pub fn cache_info(&self) -> Option<CacheInfo> {
+        self.cache.as_ref().map(ScoreCache::info)
+    }
+
+    /// Empties the score cache and resets its counters.
+    pub fn cache_clear(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     pub fn truncation(&self) -> Truncation {
@@ -370,13 +402,36 @@ impl CrossEncoder {
 
     /// Raw logits with long documents split into windows and aggregated per pair
     /// (`long_document` other than truncate), (n, num_labels), in input order.
+    /// With a score cache, cached pairs are looked up and only the others run.
     pub fn window_logits(
         &self,
         pairs: &[(&str, &str)],
         options: &PredictOptions,
         on_batch: &mut OnBatch<'_>,
     ) -> Result<Scores> {
-        Ok(self.scored_windows(pairs, options, on_batch, false)?.0)
+        let Some(cache) = &self.cache else {
+            return Ok(self.scored_windows(pairs, options, on_batch, false)?.0);
+        };
+        let mut computed = 0;
+        let values = cache.logits(
+            pairs,
+            options.long_document,
+            options.stride,
+            self.num_labels,
+            |missing| {
+                computed = missing.len();
+                Ok(self
+                    .scored_windows(missing, options, on_batch, false)?
+                    .0
+                    .values)
+            },
+        )?;
+        // Progress counts pairs: the cached ones are done at once.
+        on_batch(pairs.len() - computed)?;
+        Ok(Scores {
+            values,
+            num_labels: self.num_labels,
+        })
     }
 
     /// [`window_logits`](Self::window_logits), and with `choose` (in long_document modes)

@@ -5,6 +5,7 @@
 
 pub(crate) mod batching;
 pub mod bi_encoder;
+pub mod cache;
 pub(crate) mod candle;
 pub mod cpu;
 pub mod cross_encoder;

@@ -98,9 +98,12 @@ impl Rerank {
     }
 }
 
+/// `count_tokens`: the v1 route (Jina, infinity) reports the tokens read in `usage`; v2
+/// does not.
 async fn score(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
+    count_tokens: bool,
 ) -> Result<(Rerank, Checked, RerankOutput), ApiError> {
     let mut request: Rerank = parse_body(DIALECT, &body_bytes(DIALECT, body)?)?;
     let checked = request.check()?;
@@ -113,6 +116,7 @@ async fn score(
                 raw_scores: false,
                 truncate: true,
                 max_tokens_per_doc: Some(checked.max_tokens_per_doc),
+                count_tokens,
             },
         )
         .await?;
@@ -141,7 +145,7 @@ pub async fn rerank_v1(
     State(state): Shared,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, checked, output) = score(&state, body).await?;
+    let (request, checked, output) = score(&state, body, true).await?;
     let model = request.model.clone().unwrap_or_else(|| {
         state
             .reranker(DIALECT)
@@ -161,7 +165,7 @@ pub async fn rerank_v2(
     State(state): Shared,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, checked, output) = score(&state, body).await?;
+    let (request, checked, output) = score(&state, body, false).await?;
     Ok(Json(json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "results": results(&request, checked, output.scores),

@@ -88,6 +88,7 @@ pub async fn embeddings(
                 texts,
                 normalize: false,
                 truncate: true,
+                count_tokens: true,
             },
         )
         .await?;

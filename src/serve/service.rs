@@ -49,12 +49,16 @@ pub struct RerankRequest {
     pub truncate: bool,
     /// Documents are cut to this many tokens first (Cohere `max_tokens_per_doc`).
     pub max_tokens_per_doc: Option<usize>,
+    /// The answer reports the tokens read (Jina's and infinity's `usage`); counting them
+    /// tokenizes the pairs once more, so dialects that do not report them skip it.
+    pub count_tokens: bool,
 }
 
 pub struct RerankOutput {
     /// One score per document, in the request's order.
     pub scores: Vec<f32>,
-    /// Tokens the model read (each pair's, truncated to `max_length`), for `usage`.
+    /// Tokens the model read (each pair's, truncated to `max_length`), for `usage`; 0
+    /// unless the request asked to count them.
     pub tokens: usize,
 }
 
@@ -63,6 +67,8 @@ pub struct EmbedRequest {
     /// Unit length even when the model does not normalize (TEI `normalize`).
     pub normalize: bool,
     pub truncate: bool,
+    /// The answer reports the tokens read (OpenAI's `usage`).
+    pub count_tokens: bool,
 }
 
 pub struct EmbedOutput {
@@ -253,6 +259,7 @@ impl RerankModel {
             raw_scores,
             truncate,
             max_tokens_per_doc,
+            count_tokens,
         } = request;
         let max_length = self.model.max_length();
         // Cutting to at least max_length changes nothing unless windows read past it.
@@ -270,6 +277,9 @@ impl RerankModel {
             };
             let pairs: Vec<(String, String)> =
                 documents.into_iter().map(|d| (query.clone(), d)).collect();
+            if !(check_length || count_tokens) {
+                return Ok((pairs, Vec::new()));
+            }
             let borrowed: Vec<(&str, &str)> = pairs
                 .iter()
                 .map(|(q, d)| (q.as_str(), d.as_str()))
@@ -342,13 +352,18 @@ impl EmbedModel {
             texts,
             normalize,
             truncate,
+            count_tokens,
         } = request;
-        let (texts, tokens) = blocking(dialect, move || {
-            let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let lengths = model.untruncated_lengths(&borrowed)?;
-            Ok((texts, lengths))
-        })
-        .await?;
+        let (texts, tokens) = if truncate && !count_tokens {
+            (texts, Vec::new())
+        } else {
+            blocking(dialect, move || {
+                let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let lengths = model.untruncated_lengths(&borrowed)?;
+                Ok((texts, lengths))
+            })
+            .await?
+        };
         if !truncate {
             check_lengths(dialect, "input", &tokens, max_length)?;
         }

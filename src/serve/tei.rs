@@ -87,6 +87,7 @@ pub async fn rerank(
                 raw_scores: request.raw_scores,
                 truncate: request.truncate.unwrap_or(true),
                 max_tokens_per_doc: None,
+                count_tokens: false,
             },
         )
         .await?;
@@ -123,6 +124,7 @@ pub async fn embed(
                 texts: request.inputs.into_vec(),
                 normalize: request.normalize.unwrap_or(true),
                 truncate: request.truncate.unwrap_or(true),
+                count_tokens: false,
             },
         )
         .await?;

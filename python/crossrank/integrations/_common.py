@@ -32,20 +32,29 @@ def resolve_model(model: Any) -> Any:
                     f"MultiStage, ...), or a model id / path, got {type(model).__name__}")
 
 
-def rank(model: Any, query: str, texts: Sequence[str]) -> list[tuple[int, float]]:
-    """``(position, score)`` for every text, best first, scores as Python floats. Texts a
-    reranker did not re-score (beyond its ``rerank_top_n``) come last in their order with
-    the lowest re-scored score, so they sort below; texts a ``score_threshold`` on the
+TRUNCATED = "truncated"
+"""The metadata key that says whether the model read a document only in part (its pair
+with the query was longer than the model's ``max_length``)."""
+
+
+def rank(model: Any, query: str, texts: Sequence[str]) -> list[tuple[int, float, bool | None]]:
+    """``(position, score, truncated)`` for every text, best first, scores as Python floats;
+    ``truncated`` says whether a CrossEncoder cut the text's pair (None for other models).
+    Texts a reranker did not re-score (beyond its ``rerank_top_n``) come last in their order
+    with the lowest re-scored score, so they sort below; texts a ``score_threshold`` on the
     reranker dropped are left out."""
     if not texts:
         return []
+    if isinstance(model, CrossEncoder) and model.num_labels == 1:
+        ranked = model.rank(query, list(texts), return_details=True)
+        return [(int(r["corpus_id"]), float(r["score"]), bool(r["truncated"])) for r in ranked]
     ranking = as_reranker(model).rerank(query, list(texts))
     scored = [float(r["score"]) for r in ranking if r["score"] is not None]
     floor = min(scored) if scored else 0.0
-    return [(int(r["corpus_id"]), float(r["score"]) if r["score"] is not None else floor) for r in ranking]
+    return [(int(r["corpus_id"]), float(r["score"]) if r["score"] is not None else floor, None) for r in ranking]
 
 
-async def arank(model: Any, query: str, texts: Sequence[str]) -> list[tuple[int, float]]:
+async def arank(model: Any, query: str, texts: Sequence[str]) -> list[tuple[int, float, bool | None]]:
     """:func:`rank` off the event loop (the model releases the GIL while it scores)."""
     import asyncio
 

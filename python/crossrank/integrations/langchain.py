@@ -30,7 +30,7 @@ from os import PathLike
 from typing import Any, Sequence
 
 from crossrank._core import BiEncoder, CrossEncoder
-from crossrank.integrations._common import arank, rank, require, resolve_model
+from crossrank.integrations._common import TRUNCATED, arank, rank, require, resolve_model
 from crossrank.reranking import Reranker
 
 require("langchain_core", "langchain", "LangChain")
@@ -81,12 +81,15 @@ class _ModelFirst:
         super().__init__(**data)
 
 
-def _with_score(document: Document, score: float) -> Document:
+def _with_score(document: Document, score: float, truncated: bool | None) -> Document:
     """A copy of ``document`` (same type, id and page_content) whose metadata is a deep copy
-    of the original plus the score, so neither the caller's Document nor its nested metadata
-    is shared with, or changed by, the result (as Cohere's reranker copies)."""
+    of the original plus the score (and whether the model cut it), so neither the caller's
+    Document nor its nested metadata is shared with, or changed by, the result (as Cohere's
+    reranker copies)."""
     metadata = copy.deepcopy(document.metadata)
     metadata[RELEVANCE_SCORE] = score
+    if truncated is not None:
+        metadata[TRUNCATED] = truncated
     return document.model_copy(update={"metadata": metadata})
 
 
@@ -96,10 +99,11 @@ class CrossRankReranker(_ModelFirst, BaseDocumentCompressor):
     The documents' ``page_content`` is scored against the query by ``model``; the result
     is the ``top_n`` best, best first (equal scores keep their retrieval order), each a
     copy of its input Document (same ``page_content``, ``id`` and metadata) with
-    ``metadata["relevance_score"]`` set to the score as a Python ``float``. The input
-    Documents are never modified. ``callbacks`` are accepted for the interface and not
-    used: scoring is one model call, not a LangChain run (as LangChain's
-    ``CrossEncoderReranker``).
+    ``metadata["relevance_score"]`` set to the score as a Python ``float`` and, for a
+    CrossEncoder, ``metadata["truncated"]``: whether the model read the document only in part
+    (its pair was longer than ``max_length``). The input Documents are never modified.
+    ``callbacks`` are accepted for the interface and not used: scoring is one model call,
+    not a LangChain run (as LangChain's ``CrossEncoderReranker``).
 
     Edge cases, as LangChain's own rerankers behave:
 
@@ -182,11 +186,11 @@ class CrossRankReranker(_ModelFirst, BaseDocumentCompressor):
             return []
         return self._select(documents, await arank(self.model, query, [d.page_content for d in documents]))
 
-    def _select(self, documents: list[Document], ranking: list[tuple[int, float]]) -> list[Document]:
+    def _select(self, documents: list[Document], ranking: list[tuple[int, float, bool | None]]) -> list[Document]:
         # ranking is best first, so thresholding then cutting equals cutting then thresholding.
         if self.score_threshold is not None:
-            ranking = [(i, s) for i, s in ranking if s >= self.score_threshold]
-        return [_with_score(documents[i], float(s)) for i, s in ranking[: self.top_n]]
+            ranking = [r for r in ranking if r[1] >= self.score_threshold]
+        return [_with_score(documents[i], float(s), cut) for i, s, cut in ranking[: self.top_n]]
 
 
 class CrossRankCrossEncoder(_ModelFirst, BaseModel, BaseCrossEncoder):

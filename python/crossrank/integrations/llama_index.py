@@ -24,7 +24,7 @@ from os import PathLike
 from typing import Any, List, Optional, Sequence, Union
 
 from crossrank._core import BiEncoder, CrossEncoder
-from crossrank.integrations._common import arank, rank, require, resolve_model
+from crossrank.integrations._common import TRUNCATED, arank, rank, require, resolve_model
 
 require("llama_index.core", "llama-index", "LlamaIndex")
 
@@ -53,6 +53,14 @@ def _model_name(model: Any) -> str:
     return type(model).__name__
 
 
+def _set_hidden_metadata(node: Any, key: str, value: Any) -> None:
+    """``node.metadata[key] = value``, kept out of the text embedders and LLMs see."""
+    node.metadata[key] = value
+    for excluded in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
+        if key not in excluded:
+            excluded.append(key)
+
+
 class CrossRankRerank(BaseNodePostprocessor):
     """Re-ranks retrieved nodes with a crossrank model; a drop-in for LlamaIndex's
     ``SentenceTransformerRerank`` that runs on crossrank's Rust engine.
@@ -70,7 +78,9 @@ class CrossRankRerank(BaseNodePostprocessor):
             path, or the reranker's class name).
 
     Each returned node is a new ``NodeWithScore`` around the same ``node`` with ``score``
-    the model's score as a Python ``float``, best first (ties keep retrieval order). The
+    the model's score as a Python ``float``, best first (ties keep retrieval order). For a
+    CrossEncoder, ``node.node.metadata["truncated"]`` says whether the model read the node's
+    text only in part (kept out of the embedding and LLM text, as the retrieval score). The
     input list and its ``NodeWithScore`` objects are left as they are, so the same
     retrieved nodes can be re-ranked again (or by another model) with the same result.
     The text scored is ``node.node.get_content(metadata_mode=MetadataMode.EMBED)``: the
@@ -179,17 +189,18 @@ class CrossRankRerank(BaseNodePostprocessor):
     def _texts(nodes: List[NodeWithScore]) -> List[str]:
         return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
 
-    def _select(self, nodes: List[NodeWithScore], ranking: Sequence[tuple[int, float]]) -> List[NodeWithScore]:
+    def _select(self, nodes: List[NodeWithScore],
+                ranking: Sequence[tuple[int, float, Optional[bool]]]) -> List[NodeWithScore]:
         """New NodeWithScore objects in ``ranking``'s order (best first), thresholded and cut
-        to ``top_n``; the retrieval scores go to metadata when asked."""
+        to ``top_n``; the retrieval scores go to metadata when asked, and whether a
+        CrossEncoder cut the node's text always."""
         if self.keep_retrieval_score:
             for n in nodes:
-                node = n.node
-                node.metadata[RETRIEVAL_SCORE_KEY] = n.score
-                for excluded in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
-                    if RETRIEVAL_SCORE_KEY not in excluded:
-                        excluded.append(RETRIEVAL_SCORE_KEY)
-        kept = [(i, s) for i, s in ranking if self.score_threshold is None or s >= self.score_threshold]
+                _set_hidden_metadata(n.node, RETRIEVAL_SCORE_KEY, n.score)
+        for i, _, truncated in ranking:
+            if truncated is not None:
+                _set_hidden_metadata(nodes[i].node, TRUNCATED, truncated)
+        kept = [(i, s) for i, s, _ in ranking if self.score_threshold is None or s >= self.score_threshold]
         return [NodeWithScore(node=nodes[i].node, score=float(s)) for i, s in kept[: self.top_n]]
 
     def _finish(self, new_nodes: List[NodeWithScore]) -> List[NodeWithScore]:
