@@ -33,7 +33,7 @@ demo: build fixtures
 	DATA="$(DATA)" CE_MODEL="$(CE_MODEL)" $(PY) scripts/demo.py
 
 demo-all: build fixtures
-	CE_MODEL="$(CE_MODEL)" $(PY) scripts/demo.py --all --write-results benches/RESULTS.md
+	CE_MODEL="$(CE_MODEL)" $(PY) scripts/demo.py --all --write-results benches/RESULTS.md --plot benches/tradeoff.png
 
 # The training parity test (tests/train_parity.rs) runs scripts/train_reference.py with
 # the venv's PyTorch on the model fixtures.

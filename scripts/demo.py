@@ -118,6 +118,8 @@ def main() -> None:
                         help="BEIR-layout directories (default: data/cranfield, or $DATA)")
     parser.add_argument("--all", action="store_true", help="cranfield, cisi and cacm")
     parser.add_argument("--write-results", type=Path, default=None, help="write the tables into this markdown file")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="draw each collection's latency / nDCG@10 trade-off into this image")
     args = parser.parse_args()
     if args.all:
         paths = [SHARED / n for n in ("cranfield", "cisi", "cacm")]
@@ -143,6 +145,11 @@ def main() -> None:
     engine_speed(ce_dir, paths[0])
     if args.write_results:
         write_results(args.write_results, results)
+    if args.plot:
+        from crossrank.plot import plot_trade_off
+
+        plot_trade_off(results, args.plot)
+        print(f"wrote the trade-off chart to {args.plot}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated metrics (default ndcg@10,mrr@10,map@100,recall@100)")
     ev.add_argument("--json", type=Path, default=None, metavar="OUT",
                     help='write {"stages": [{"name", "metrics", "ms_per_query", ...}]} to OUT')
+    ev.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
+                    help="draw the stages' ms/query against nDCG@10 (or the first metric) to OUT.png "
+                         "(needs pip install 'crossrank[plot]')")
     ev.add_argument("--split", default="test", help="qrels/SPLIT.tsv when there is no qrels.tsv (default test)")
     ev.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9)")
     ev.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
@@ -163,6 +166,10 @@ def _eval(args: argparse.Namespace) -> int:
             for m, c in changes.items()))
     if args.json:
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.plot:
+        metric = "ndcg@10" if "ndcg@10" in result.metrics else result.metrics[0]
+        result.plot(args.plot, metric=metric)
+        print(f"trade-off chart: {args.plot}")
     return 0
 
 

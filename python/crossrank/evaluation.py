@@ -273,6 +273,14 @@ class EvaluationResult:
         return {"dataset": self.dataset, "num_queries": self.num_queries, "depth": self.depth,
                 "stages": [s.to_dict() for s in self.stages]}
 
+    def plot(self, path: str | None = None, metric: str = "ndcg@10") -> Any:
+        """The latency / quality trade-off of the stages as a matplotlib Figure (written to
+        ``path`` when given); see :func:`crossrank.plot.plot_trade_off`. Needs
+        ``pip install 'crossrank[plot]'``."""
+        from crossrank.plot import plot_trade_off
+
+        return plot_trade_off(self, path, metric=metric)
+
     def _rows(self) -> tuple[list[str], list[list[str]]]:
         header = ["stage", *self.metrics, "ms/query", "total ms/query", "pairs/s"]
         rows = []

@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::ThreadPool;
 use tokio::sync::oneshot;
 
 use super::metrics::{BatchStats, Metrics};
@@ -44,16 +45,18 @@ pub struct Batcher<I, O> {
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the model's thread; it ends when the batcher is dropped. `model` labels the
     /// metrics ("rerank" or "embed").
+    /// The model calls run inside `pool`.
     pub fn start(
         model: &'static str,
         run: Box<RunFn<I, O>>,
         metrics: Arc<Metrics>,
+        pool: Arc<ThreadPool>,
     ) -> Result<Self> {
         let (queue, jobs) = mpsc::channel();
         let worker_metrics = metrics.clone();
         std::thread::Builder::new()
             .name(format!("crossrank-{model}"))
-            .spawn(move || work(model, jobs, &*run, &worker_metrics))?;
+            .spawn(move || work(model, jobs, &*run, &worker_metrics, &pool))?;
         Ok(Self {
             queue,
             metrics,
@@ -76,11 +79,12 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
-fn work<I, O>(
+fn work<I: Send, O: Send>(
     model: &'static str,
     jobs: mpsc::Receiver<Job<I, O>>,
     run: &RunFn<I, O>,
     metrics: &Metrics,
+    pool: &ThreadPool,
 ) {
     // `recv` fails once every sender is gone: the server has shut down.
     while let Ok(first) = jobs.recv() {
@@ -100,7 +104,7 @@ fn work<I, O>(
         if merged.is_empty() {
             continue;
         }
-        run_merged(model, merged, run, metrics);
+        pool.install(|| run_merged(model, merged, run, metrics));
     }
 }
 

@@ -5,12 +5,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use rayon::ThreadPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::batcher::Batcher;
 use super::errors::{ApiError, Dialect, ErrorKind};
 use super::metrics::Metrics;
 use super::{Embedder, Reranker, ServeOptions};
+use crate::error::Error;
 use crate::score::bi_encoder::BiEncoder;
 use crate::score::cross_encoder::{Activation, CrossEncoder};
 use crate::score::long_document::LongDocument;
@@ -83,11 +85,22 @@ impl AppState {
         options: ServeOptions,
     ) -> crate::Result<Self> {
         let metrics = Arc::new(Metrics::default());
+        // The models run inside a pool of the server's own (rayon's default size:
+        // RAYON_NUM_THREADS, else the CPU count), shared by both so they never oversubscribe
+        // the CPU. Called from inside a pool, the engine's parallel steps keep the calling
+        // thread working beside the others; called from outside, each of its thousands of
+        // parallel steps per batch is handed to the pool and waited for.
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("crossrank-model-{i}"))
+                .build()
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
+        );
         let reranker = reranker
-            .map(|r| RerankModel::start(r, metrics.clone()))
+            .map(|r| RerankModel::start(r, metrics.clone(), pool.clone()))
             .transpose()?;
         let embedder = embedder
-            .map(|e| EmbedModel::start(e, metrics.clone()))
+            .map(|e| EmbedModel::start(e, metrics.clone(), pool))
             .transpose()?;
         Ok(Self {
             reranker,
@@ -226,7 +239,11 @@ fn check_lengths(
 }
 
 impl RerankModel {
-    fn start(reranker: Reranker, metrics: Arc<Metrics>) -> crate::Result<Self> {
+    fn start(
+        reranker: Reranker,
+        metrics: Arc<Metrics>,
+        pool: Arc<ThreadPool>,
+    ) -> crate::Result<Self> {
         let model = reranker.model.clone();
         let options = reranker.options.clone();
         let batcher = Batcher::start(
@@ -239,6 +256,7 @@ impl RerankModel {
                 Ok(model.window_logits(&pairs, &options, on_batch)?.values)
             }),
             metrics,
+            pool,
         )?;
         Ok(Self {
             name: reranker.name,
@@ -317,7 +335,11 @@ impl RerankModel {
 }
 
 impl EmbedModel {
-    fn start(embedder: Embedder, metrics: Arc<Metrics>) -> crate::Result<Self> {
+    fn start(
+        embedder: Embedder,
+        metrics: Arc<Metrics>,
+        pool: Arc<ThreadPool>,
+    ) -> crate::Result<Self> {
         let model = embedder.model.clone();
         let (batch_size, max_batch_tokens) = (embedder.batch_size, embedder.max_batch_tokens);
         let batcher = Batcher::start(
@@ -333,6 +355,7 @@ impl EmbedModel {
                     .collect())
             }),
             metrics,
+            pool,
         )?;
         Ok(Self {
             name: embedder.name,
