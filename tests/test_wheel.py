@@ -26,7 +26,7 @@ from crossrank import BM25, BiEncoder, CrossEncoder, metrics
 ce_dir, be_dir = sys.argv[1], sys.argv[2]
 ce = CrossEncoder(ce_dir, max_length=128)
 scores = ce.predict([("what is lift", "lift is a force"), ("what is lift", "paris is in france")])
-ranked = ce.rank("what is lift", ["paris is in france", "lift is a force"])
+ranked = ce.rank("what is lift", ["lift is a force", "paris is in france"])
 embeddings = BiEncoder(be_dir).encode(["lift is a force", "wings"])
 bm25 = BM25(["lift is a force on a wing", "paris is in france"])
 hits = bm25.search("wing lift", top_k=2)
@@ -71,6 +71,7 @@ def test_wheel_in_a_fresh_venv(wheel, tmp_path, ce_dir, minilm_dir):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["heavy"] == [], "the fresh venv must not have torch or transformers"
+    # rank() gets the documents in predict()'s order, so corpus ids index the predict scores.
     assert len(got["scores"]) == 2 and got["ranked"] == sorted(range(2), key=lambda i: -got["scores"][i])
     # BM25 returns only the documents sharing a term with the query.
     assert got["dim"] == 384 and got["bm25"] == [0] and got["ndcg"] == pytest.approx(1.0)
