@@ -9,7 +9,11 @@ test queries, which the demo model never saw. Prints the metrics table per stage
 latency and what each stage changed versus BM25, then the cross-encoder engine's speed
 (float32 and int8).
 
-    python scripts/demo.py [--data DIR ...] [--write-results benches/RESULTS.md]
+    python scripts/demo.py [--data DIR ...] [--write-results benches/RESULTS.md] [--learned]
+
+`--learned` adds a last stage that fuses the cross-encoder's score with the hybrid rank,
+BM25 and the dense cosine by weights `HybridReranker.fit` learns on the training queries;
+it does not beat hybrid yet (benches/TRAINING.md, "Learned final stage").
 
 `make demo-all` runs it on cranfield, cisi and cacm and writes the tables to
 benches/RESULTS.md.
@@ -28,8 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import crossrank  # noqa: E402
-from crossrank.datasets import load_beir  # noqa: E402
+from crossrank.datasets import Dataset, load_beir  # noqa: E402
 from crossrank.evaluation import BM25Stage, DenseStage, FusionStage, RerankStage, evaluate  # noqa: E402
+from crossrank.reranking import HybridReranker  # noqa: E402
+from crossrank.retrieval import fuse  # noqa: E402
 
 import demo_model  # noqa: E402
 import fixtures  # noqa: E402
@@ -37,6 +43,10 @@ import fixtures  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = fixtures.DATA
 METRICS = ["ndcg@10", "mrr@10", "map@100", "recall@100"]
+# Training candidates per query for the learned stage's weights (hybrid top FIT_DEPTH).
+FIT_DEPTH = 30
+# The learned stage re-reads the cross-encoder stage's scores from the model's cache.
+SCORE_CACHE = 100_000
 MARK_START, MARK_END = "<!-- demo-all:start -->", "<!-- demo-all:end -->"
 RESULTS_SETUP = (
     "the held-out test queries of each collection's seeded split (`scripts/demo_model.py`), depth 100, documents "
@@ -52,10 +62,58 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
-def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder | None):
+def learned_scorer(train: Dataset, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder):
+    """The demo's last stage: a HybridReranker fusing the cross-encoder's score with the
+    hybrid first stage's rank, BM25's score and the dense cosine (min-max per query, weighted
+    sum), its weights fitted by coordinate ascent on nDCG@10 over the hybrid top FIT_DEPTH of
+    the *training* queries, which the evaluation never sees. Returns ``f(query, documents) ->
+    scores`` for a RerankStage."""
+    start = time.perf_counter()
+    bm25 = crossrank.BM25(train.doc_texts, ids=train.doc_ids)
+    texts = [train.text(d) for d in train.doc_ids]
+    index = crossrank.DenseIndex(bi.encode(texts, batch_size=64), ids=train.doc_ids)
+    row_of_text = {t: i for i, t in reversed(list(enumerate(texts)))}
+
+    def hybrid(queries: list[str]) -> list[list[str]]:
+        """Each query's hybrid run (RRF of BM25's and the dense top 100), best first."""
+        sparse = bm25.search_batch(queries, top_k=100)
+        dense = index.search(bi.encode(queries), top_k=100)
+        return [list(fuse([s, d], "rrf")) for s, d in zip(sparse, dense)]
+
+    qids = list(train.queries)
+    runs = hybrid([train.queries[q] for q in qids])
+    # In hybrid order: the first-stage signal of a fit is the candidates' order.
+    candidates = {q: run[:FIT_DEPTH] for q, run in zip(qids, runs)}
+    reranker = HybridReranker(cross_encoder=ce, bm25=bm25, bi_encoder=bi, first_stage=True)
+    fitted = reranker.fit(train, candidates=candidates, embeddings=index)
+    weights = ", ".join(f"{n} {w:.2f}" for n, w in fitted["weights"].items())
+    print(f"learned stage: weights {weights} (training nDCG@10 {fitted['initial_score']:.4f} -> "
+          f"{fitted['score']:.4f}, {len(qids)} training queries x hybrid top {FIT_DEPTH}, "
+          f"fitted in {time.perf_counter() - start:.0f} s)")
+    table = index.embeddings
+
+    def score(query: str, documents: list[str]) -> np.ndarray:
+        # The hybrid rank as the first-stage score (as in the fit: earlier is better), and the
+        # candidates' embeddings from the index, as a deployment keeps them.
+        rank_of_text: dict[str, int] = {}
+        for rank, doc_id in enumerate(hybrid([query])[0]):
+            rank_of_text.setdefault(train.text(doc_id), rank)
+        first_stage = [-float(rank_of_text.get(d, len(rank_of_text))) for d in documents]
+        ranking = reranker.rerank(query, documents, first_stage_scores=first_stage,
+                                  embeddings=table[[row_of_text[d] for d in documents]])
+        scores = np.empty(len(documents), dtype=np.float32)
+        for hit in ranking:
+            scores[hit["corpus_id"]] = hit["score"]
+        return scores
+
+    return score
+
+
+def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder | None, learned: bool = False):
     data = load_beir(path)
+    train = None
     if path.resolve().parent == SHARED.resolve() and path.name in demo_model.COLLECTIONS:
-        _, data = demo_model.split(path.name, data)
+        train, data = demo_model.split(path.name, data)
         print(f"\n{data}: the held-out test queries (the demo cross-encoder trained on the others)")
     else:
         print(f"\n{data}")
@@ -65,12 +123,24 @@ def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncod
         # two models' evidence combines.
         pipeline += [RerankStage(ce, name="cross-encoder", input="hybrid"),
                      FusionStage(["cross-encoder", "dense"], name="ce+dense")]
+    if learned and ce is not None and train is not None:
+        # Re-ranks the cross-encoder's candidates (the hybrid top 100), so its total time adds
+        # the cross-encoder stage's; the cross-encoder's score cache serves the scores that
+        # stage computed.
+        pipeline.append(RerankStage(learned_scorer(train, bi, ce), name="learned", input="cross-encoder"))
     result = evaluate(pipeline, data, metrics=METRICS, depth=100, show_progress_bar=True)
     print(result)
     for stage in result.stages[1:]:
         changes = result.compare("bm25", stage.name)
         print(f"  {stage.name} vs bm25: " + "; ".join(
             f"{m} {c['delta']:+.4f} (p={c['p_value']:.2g}, {c['better']}+/{c['worse']}-)" for m, c in changes.items()))
+    last = result.stages[-1]
+    if last.name == "learned":
+        # The last stage against every earlier first stage, with the paired randomization test.
+        for earlier in ("bm25", "dense", "hybrid"):
+            c = result.compare(earlier, last.name)["ndcg@10"]
+            verdict = "beats" if c["delta"] > 0 else "does NOT beat"
+            print(f"  learned {verdict} {earlier} on nDCG@10: {c['delta']:+.4f} (p={c['p_value']:.2g})")
     best = max(result.stages, key=lambda s: s.metrics["ndcg@10"])
     verdict = "beats" if best.metrics["ndcg@10"] > result["bm25"].metrics["ndcg@10"] else "does NOT beat"
     print(f"  best stage by nDCG@10: {best.name} ({best.metrics['ndcg@10']:.4f}) {verdict} BM25 "
@@ -118,6 +188,9 @@ def main() -> None:
                         help="BEIR-layout directories (default: data/cranfield, or $DATA)")
     parser.add_argument("--all", action="store_true", help="cranfield, cisi and cacm")
     parser.add_argument("--write-results", type=Path, default=None, help="write the tables into this markdown file")
+    parser.add_argument("--learned", action="store_true",
+                        help="add the learned final stage (HybridReranker fitted on the training queries; an "
+                             "experiment of issue 19 that does not beat hybrid yet: benches/TRAINING.md)")
     parser.add_argument("--plot", type=Path, default=None,
                         help="draw each collection's latency / nDCG@10 trade-off into this image")
     args = parser.parse_args()
@@ -132,16 +205,16 @@ def main() -> None:
     bi = crossrank.BiEncoder(str(minilm))
     if os.environ.get("CE_MODEL"):
         ce_dir = Path(os.environ["CE_MODEL"])
-        ce = crossrank.CrossEncoder(os.environ["CE_MODEL"], max_length=512)
+        ce = crossrank.CrossEncoder(os.environ["CE_MODEL"], max_length=512, cache_size=SCORE_CACHE)
     else:
         ce_dir = demo_model.ensure_demo_cross_encoder()
         report = demo_model.training_report(ce_dir)
         print(f"demo cross-encoder: {ce_dir} (trained by crossrank in {report['training_seconds'] / 60:.1f} min, "
               f"{report['steps']} steps on {', '.join(report['examples'])})")
         # Scored at the length it was trained at.
-        ce = crossrank.CrossEncoder(str(ce_dir), max_length=demo_model.RECIPE["max_length"])
+        ce = crossrank.CrossEncoder(str(ce_dir), max_length=demo_model.RECIPE["max_length"], cache_size=SCORE_CACHE)
     print(f"cross-encoder stage: {ce!r}")
-    results = [run_collection(p, bi, ce) for p in paths]
+    results = [run_collection(p, bi, ce, args.learned) for p in paths]
     engine_speed(ce_dir, paths[0])
     if args.write_results:
         write_results(args.write_results, results)

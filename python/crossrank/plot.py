@@ -12,6 +12,7 @@ drawn.
 
 from __future__ import annotations
 
+import math
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Sequence, Union
 
@@ -37,6 +38,21 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, 
         if not dominated:
             front.append(p)
     return sorted(front, key=lambda p: (p[1], -p[2]))
+
+
+def _labels_below(points: Sequence[tuple[str, float, float]]) -> list[bool]:
+    """Whether each point's label goes below it: the lower of two points that nearly coincide
+    (within a fifth of a decade of latency and 4% of the quality range) is labelled below, so
+    the two labels do not overlap."""
+    ys = [p[2] for p in points]
+    span = (max(ys) - min(ys)) or 1.0
+    below = [False] * len(points)
+    for i, (_, x, y) in enumerate(points):
+        for _, x2, y2 in points:
+            close = abs(math.log10(max(x, 1e-9)) - math.log10(max(x2, 1e-9))) < 0.2 and abs(y - y2) < 0.04 * span
+            if close and (y < y2):
+                below[i] = True
+    return below
 
 
 def _require_matplotlib() -> Any:
@@ -65,8 +81,8 @@ def plot_trade_off(results: Union["EvaluationResult", Sequence["EvaluationResult
         points = trade_off_points(result, metric)
         xs, ys = [p[1] for p in points], [p[2] for p in points]
         ax.scatter(xs, ys, zorder=3)
-        for name, x, y in points:
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+        for (name, x, y), below in zip(points, _labels_below(points)):
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, -12 if below else 5), fontsize=9)
         front = pareto_front(points)
         ax.plot([p[1] for p in front], [p[2] for p in front], linestyle="--", color="grey", zorder=2,
                 label="Pareto front")
@@ -75,7 +91,9 @@ def plot_trade_off(results: Union["EvaluationResult", Sequence["EvaluationResult
         ax.set_ylabel(metric)
         ax.set_title(f"{result.dataset} ({result.num_queries} queries)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.margins(x=0.15, y=0.12)
+        # "best": where it covers no point.
+        ax.legend(loc="best", fontsize=8)
     if path is not None:
         figure.savefig(path)
     return figure
