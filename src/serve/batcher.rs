@@ -1,11 +1,6 @@
-//! Dynamic batching across requests: a model's worker takes the first waiting request,
+//! Dynamic batching across requests: one thread per model takes the first waiting request,
 //! then every other request already waiting (up to [`MERGE_LIMIT`] items), runs them as one
 //! call of the model, and answers each request with its own rows.
-//!
-//! Each model has as many workers as the pool has threads, so while one call waits at the
-//! end of a parallel step for its slowest part (a layer's last rows, a batch's tail), the
-//! pool's idle threads take work from another call; one call at a time left the CPU idle
-//! there, ~7% of the time on 2 cores (benches/RESULTS.md).
 //!
 //! The model call sorts the merged items by length into token-budget batches, so a request
 //! of 3 documents that arrives while another of 100 waits shares their batches. A request
@@ -14,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::ThreadPool;
@@ -48,9 +43,9 @@ pub struct Batcher<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Starts the model's workers, one per thread of `pool`, inside which the model calls
-    /// run; they end when the batcher is dropped. `model` labels the metrics ("rerank" or
-    /// "embed").
+    /// Starts the model's thread; it ends when the batcher is dropped. `model` labels the
+    /// metrics ("rerank" or "embed").
+    /// The model calls run inside `pool`.
     pub fn start(
         model: &'static str,
         run: Box<RunFn<I, O>>,
@@ -58,15 +53,10 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         pool: Arc<ThreadPool>,
     ) -> Result<Self> {
         let (queue, jobs) = mpsc::channel();
-        let jobs = Arc::new(Mutex::new(jobs));
-        let run: Arc<RunFn<I, O>> = Arc::from(run);
-        for worker in 0..pool.current_num_threads().max(1) {
-            let (jobs, run, metrics, pool) =
-                (jobs.clone(), run.clone(), metrics.clone(), pool.clone());
-            std::thread::Builder::new()
-                .name(format!("crossrank-{model}-{worker}"))
-                .spawn(move || work(model, &jobs, &*run, &metrics, &pool))?;
-        }
+        let worker_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name(format!("crossrank-{model}"))
+            .spawn(move || work(model, jobs, &*run, &worker_metrics, &pool))?;
         Ok(Self {
             queue,
             metrics,
@@ -91,14 +81,24 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 
 fn work<I: Send, O: Send>(
     model: &'static str,
-    jobs: &Mutex<mpsc::Receiver<Job<I, O>>>,
+    jobs: mpsc::Receiver<Job<I, O>>,
     run: &RunFn<I, O>,
     metrics: &Metrics,
     pool: &ThreadPool,
 ) {
-    // None once every sender is gone (the server has shut down) or a worker panicked
-    // holding the queue.
-    while let Some(mut merged) = next_call(jobs) {
+    // `recv` fails once every sender is gone: the server has shut down.
+    while let Ok(first) = jobs.recv() {
+        let mut merged = vec![first];
+        let mut size = merged[0].items.len();
+        while size < MERGE_LIMIT {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    size += job.items.len();
+                    merged.push(job);
+                }
+                Err(_) => break,
+            }
+        }
         metrics.queue_depth(model).dec_by(merged.len() as i64);
         merged.retain(|job| !job.reply.is_closed());
         if merged.is_empty() {
@@ -106,25 +106,6 @@ fn work<I: Send, O: Send>(
         }
         pool.install(|| run_merged(model, merged, run, metrics));
     }
-}
-
-/// The first waiting request and every other one already waiting, up to [`MERGE_LIMIT`]
-/// items. The worker holding the queue waits for the first; the others wait for the queue.
-fn next_call<I, O>(jobs: &Mutex<mpsc::Receiver<Job<I, O>>>) -> Option<Vec<Job<I, O>>> {
-    let jobs = jobs.lock().ok()?;
-    let first = jobs.recv().ok()?;
-    let mut size = first.items.len();
-    let mut merged = vec![first];
-    while size < MERGE_LIMIT {
-        match jobs.try_recv() {
-            Ok(job) => {
-                size += job.items.len();
-                merged.push(job);
-            }
-            Err(_) => break,
-        }
-    }
-    Some(merged)
 }
 
 /// One call for all `jobs`; when it fails and holds more than one request, each runs alone,
