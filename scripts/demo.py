@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import sys
 import time
@@ -166,9 +167,24 @@ def engine_speed(ce_dir: Path, path: Path) -> None:
           f"median per-query Spearman with float32 {rho:.4f}")
 
 
+def cpu_model() -> str:
+    """The CPU's model name where Linux says it, else the platform's word for it."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                      if ":" in line)
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    name, family, model = (fields.get(k, "?") for k in ("model name", "cpu family", "model"))
+    return f"{name} family {family} model {model}"
+
+
 def write_results(path: Path, results: list) -> None:
+    info = crossrank.runtime_info()
+    host = (f"Host: {cpu_model()} ({info['arch']}), CPU features {' '.join(info['cpu_features']) or 'none'}; "
+            f"crossrank kernels f32 {info['f32_kernel']}, int8 {info['int8_kernel']}; {time.strftime('%Y-%m-%d')}.")
     lines = [MARK_START, "", "Written by `make demo-all` (`python scripts/demo.py --all --write-results "
-             "benches/RESULTS.md`): " + RESULTS_SETUP, ""]
+             "benches/RESULTS.md`): " + RESULTS_SETUP, "", host, ""]
     for result in results:
         lines += [f"**{result.dataset}** ({result.num_queries} queries)", "", result.to_markdown(), ""]
     lines.append(MARK_END)
