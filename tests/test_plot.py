@@ -72,3 +72,18 @@ def test_cli_eval_plot(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"trade-off chart: {path}" in proc.stdout
     assert matplotlib.image.imread(path).shape[:2] == (400, 500)
+
+
+def test_labels_of_near_points_do_not_overlap(tmp_path):
+    # ce+dense and learned nearly coincide (as in the demo's cranfield panel): the lower one's
+    # label goes below its point; a distant point keeps its label above.
+    stages = [_stage("bm25", 0.3, 0.3, 0.33), _stage("ce+dense", 0.1, 875.8, 0.3965),
+              _stage("learned", 23.5, 897.1, 0.3973)]
+    result = EvaluationResult(dataset="near", num_queries=5, depth=100, metrics=["ndcg@10", "mrr@10"], stages=stages)
+    ax = plot_trade_off(result, tmp_path / "near.png").axes[0]
+    offsets = {t.get_text(): t.xyann[1] for t in ax.texts}
+    assert offsets["ce+dense"] < 0 < offsets["learned"] and offsets["bm25"] > 0
+    # The legend covers no point.
+    legend = ax.get_legend().get_window_extent()
+    points = ax.transData.transform(ax.collections[0].get_offsets())
+    assert not any(legend.contains(x, y) for x, y in points)
