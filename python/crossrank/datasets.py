@@ -30,6 +30,9 @@ class Dataset:
     doc_texts: list[str]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    titles: dict[str, str] = field(default_factory=dict, repr=False)
+    """Document titles where the corpus has them (``load_beir`` keeps them whether or not
+    it prepends them to the texts); pseudo-queries use them."""
     _text_of: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -44,7 +47,7 @@ class Dataset:
         if missing:
             raise ValueError(f"unknown query ids: {missing[:5]}")
         return Dataset(self.name, self.doc_ids, self.doc_texts, {q: self.queries[q] for q in query_ids},
-                       {q: self.qrels[q] for q in query_ids})
+                       {q: self.qrels[q] for q in query_ids}, self.titles)
 
     def __repr__(self) -> str:
         judgments = sum(len(d) for d in self.qrels.values())
@@ -125,13 +128,15 @@ def load_beir(
     if missing_documents not in ("error", "drop", "keep"):
         raise ValueError(f"missing_documents must be 'error', 'drop' or 'keep', got {missing_documents!r}")
 
-    doc_ids, doc_texts, seen = [], [], set()
+    doc_ids, doc_texts, titles, seen = [], [], {}, set()
     for number, row in _jsonl(root / "corpus.jsonl", ("_id", "text")):
         doc_id = str(row["_id"])
         if doc_id in seen:
             raise ValueError(f"{root / 'corpus.jsonl'}, line {number}: duplicate document id {doc_id!r}")
         seen.add(doc_id)
-        title = row.get("title") or ""
+        title = str(row.get("title") or "")
+        if title.strip():
+            titles[doc_id] = title
         doc_ids.append(doc_id)
         doc_texts.append(f"{title} {row['text']}".strip() if title_field and title else str(row["text"]))
     if not doc_ids:
@@ -151,4 +156,4 @@ def load_beir(
             for d in gone:
                 del docs[d]
     queries = {q: all_queries[q] for q in all_queries if q in qrels}
-    return Dataset(root.name, doc_ids, doc_texts, queries, {q: qrels[q] for q in queries})
+    return Dataset(root.name, doc_ids, doc_texts, queries, {q: qrels[q] for q in queries}, titles)

@@ -9,6 +9,9 @@ sentence-transformers' ``mine_hard_negatives`` does.
 >>> examples = mine_examples(train, hard_negatives="bm25", negatives_per_query=4)
 >>> examples.pairs()[:2]      # [(query, document, 1.0), (query, document, 0.0), ...]
 >>> examples.groups()[:1]     # [(query, positive, [negative, ...]), ...] for a listwise loss
+
+Without judgments, :func:`pseudo_queries` makes examples from the corpus itself (titles and
+inverse-cloze sentences as queries; :mod:`crossrank.pseudo_queries`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Literal, Sequence
 
 from crossrank._core import BM25, BiEncoder
 from crossrank.datasets import Dataset
+from crossrank.pseudo_queries import pseudo_queries
 
-__all__ = ["TrainingExamples", "split_queries", "mine_examples", "check_pairs"]
+__all__ = ["TrainingExamples", "split_queries", "mine_examples", "pseudo_queries", "check_pairs"]
 
 
 @dataclass
