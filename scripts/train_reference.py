@@ -15,10 +15,10 @@
     Loads MODEL_DIR with AutoModelForSequenceClassification as a user would and writes the
     logits of the pairs, with the config it read.
 
-SPEC: {"model", "max_length", "loss": "bce"|"listwise", "learning_rate", "betas",
+SPEC: {"model", "max_length", "loss": "bce"|"listwise"|"kl"|"margin_mse", "learning_rate", "betas",
 "eps", "weight_decay", "max_grad_norm" (null: no clipping), "warmup_steps", "total_steps",
 "threads", "steps": [{"pairs": [[q, d], ...], "labels": [...]} | {"groups": [{"query",
-"documents": [positive, negatives...]}]}]}
+"documents": [positive, negatives...], "teacher": [score, ...] (kl, margin_mse)}]}]}
 """
 
 from __future__ import annotations
@@ -87,11 +87,22 @@ def run_steps(spec_path: str, out_dir: str) -> None:
             labels = torch.tensor(step["labels"], dtype=logits.dtype).view_as(logits)
             return F.binary_cross_entropy_with_logits(logits, labels)
         scores = logits.view(-1)
+        teacher = [t for g in step["groups"] for t in g.get("teacher", [])]
+        teacher = torch.tensor(teacher, dtype=scores.dtype)
         per_group, start = [], 0
         for size in sizes:
             group = scores[start : start + size].unsqueeze(0)
-            per_group.append(F.cross_entropy(group, torch.zeros(1, dtype=torch.long)))
+            if spec["loss"] == "listwise":
+                per_group.append(F.cross_entropy(group, torch.zeros(1, dtype=torch.long)))
+            elif spec["loss"] == "kl":
+                target = F.softmax(teacher[start : start + size].unsqueeze(0), dim=-1)
+                per_group.append(F.kl_div(F.log_softmax(group, dim=-1), target, reduction="sum"))
+            else:  # margin_mse: the first document's margin over each other one
+                t = teacher[start : start + size]
+                per_group.append((group[0, 0] - group[0, 1:]) - (t[0] - t[1:]))
             start += size
+        if spec["loss"] == "margin_mse":
+            return F.mse_loss(torch.cat(per_group), torch.zeros(sum(sizes) - len(sizes), dtype=scores.dtype))
         return torch.stack(per_group).mean()
 
     tensors: dict[str, torch.Tensor] = {}

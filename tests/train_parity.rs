@@ -120,9 +120,13 @@ const D4: &str = "experimental investigation of the aerodynamics of a wing in a 
 experimental study of a wing in a propeller slipstream was made in order to determine the spanwise \
 distribution of the lift increase due to slipstream at different angles of attack of the wing .";
 
+type Docs = Vec<&'static str>;
+
 enum Step {
     Pairs(Vec<(&'static str, &'static str)>, Vec<f32>),
-    Groups(Vec<(&'static str, Vec<&'static str>)>),
+    Groups(Vec<(&'static str, Docs)>),
+    /// Groups with a teacher's score per document (the distillation losses).
+    Distill(Vec<(&'static str, Docs, Vec<f32>)>),
 }
 
 impl Step {
@@ -133,6 +137,10 @@ impl Step {
                 .iter()
                 .map(|(q, docs)| json!({"query": q, "documents": docs}))
                 .collect::<Vec<_>>()}),
+            Step::Distill(groups) => json!({"groups": groups
+                .iter()
+                .map(|(q, docs, t)| json!({"query": q, "documents": docs, "teacher": t}))
+                .collect::<Vec<_>>()}),
         }
     }
 
@@ -142,6 +150,10 @@ impl Step {
             Step::Groups(groups) => groups
                 .iter()
                 .flat_map(|(q, docs)| docs.iter().map(move |d| (*q, *d)))
+                .collect(),
+            Step::Distill(groups) => groups
+                .iter()
+                .flat_map(|(q, docs, _)| docs.iter().map(move |d| (*q, *d)))
                 .collect(),
         }
     }
@@ -170,6 +182,25 @@ fn listwise_steps() -> Vec<Step> {
         Step::Groups(vec![(Q1, vec![D1, D3, D4]), (Q2, vec![D3, D1, D2])]),
         Step::Groups(vec![(Q2, vec![D3, D4, D2]), (Q1, vec![D2, D3, D1])]),
         Step::Groups(vec![(Q1, vec![D1, D3, D4]), (Q2, vec![D3, D1, D2])]),
+    ]
+}
+
+/// The listwise steps' groups with a teacher's scores (the relevant document not always
+/// the teacher's best, so the two losses pull against the listwise one).
+fn distill_steps() -> Vec<Step> {
+    vec![
+        Step::Distill(vec![
+            (Q1, vec![D1, D3, D4], vec![2.5, -1.0, 0.5]),
+            (Q2, vec![D3, D1, D2], vec![1.0, 1.5, -2.0]),
+        ]),
+        Step::Distill(vec![
+            (Q2, vec![D3, D4, D2], vec![3.0, 0.0, 0.25]),
+            (Q1, vec![D2, D3, D1], vec![0.5, -0.5, 1.0]),
+        ]),
+        Step::Distill(vec![
+            (Q1, vec![D1, D3, D4], vec![2.5, -1.0, 0.5]),
+            (Q2, vec![D3, D1, D2], vec![1.0, 1.5, -2.0]),
+        ]),
     ]
 }
 
@@ -214,10 +245,10 @@ fn values(t: &Tensor) -> Vec<f32> {
 
 /// Parameters whose gradient is exactly zero in exact arithmetic: every attention key bias
 /// (it adds the same q.b to all scores of a query row, which softmax ignores), and under
-/// the listwise loss the classifier bias (it shifts all scores of a group alike).
+/// the group losses (listwise, KL, margin) the classifier bias (it shifts all scores of a
+/// group alike).
 fn zero_by_invariance(name: &str, loss: Loss) -> bool {
-    name.ends_with("attention.self.key.bias")
-        || (loss == Loss::ListwiseSoftmax && name == "classifier.bias")
+    name.ends_with("attention.self.key.bias") || (loss.takes_groups() && name == "classifier.bias")
 }
 
 #[derive(Default)]
@@ -281,7 +312,7 @@ fn parity(name: &str, loss: Loss, steps: Vec<Step>, max_grad_norm: f64) {
     let tmp = tempfile::tempdir().unwrap();
     let spec = json!({
         "model": dir, "max_length": 64,
-        "loss": if loss == Loss::BinaryCrossEntropy { "bce" } else { "listwise" },
+        "loss": loss.name(),
         "learning_rate": config.learning_rate, "betas": [config.adam_beta1, config.adam_beta2],
         "eps": config.adam_epsilon, "weight_decay": config.weight_decay,
         "max_grad_norm": max_grad_norm, "warmup_steps": schedule.warmup_steps,
@@ -327,6 +358,7 @@ fn parity(name: &str, loss: Loss, steps: Vec<Step>, max_grad_norm: f64) {
 
         let before: Vec<Vec<f32>> = trainer.parameters().map(|(_, t)| values(t)).collect();
         let groups: Vec<Group>;
+        let teacher: Vec<f32>;
         let batch = match step {
             Step::Pairs(pairs, labels) => Batch::Pairs { pairs, labels },
             Step::Groups(g) => {
@@ -338,6 +370,20 @@ fn parity(name: &str, loss: Loss, steps: Vec<Step>, max_grad_norm: f64) {
                     })
                     .collect();
                 Batch::Groups(&groups)
+            }
+            Step::Distill(g) => {
+                groups = g
+                    .iter()
+                    .map(|(q, docs, _)| Group {
+                        query: q,
+                        documents: docs,
+                    })
+                    .collect();
+                teacher = g.iter().flat_map(|(_, _, t)| t.iter().copied()).collect();
+                Batch::Distill {
+                    groups: &groups,
+                    teacher: &teacher,
+                }
             }
         };
         let grads = trainer.loss_and_gradients(&batch).unwrap();
@@ -550,6 +596,17 @@ fn minilm_listwise_step_equals_pytorch() {
         listwise_steps(),
         1.0,
     );
+}
+
+/// The distillation losses (issue 19): KL to the teacher's softmax, and margin MSE.
+#[test]
+fn minilm_kl_step_equals_pytorch() {
+    parity("minilm-l6-ce-seed0", Loss::ListwiseKl, distill_steps(), 1.0);
+}
+
+#[test]
+fn minilm_margin_mse_step_equals_pytorch() {
+    parity("minilm-l6-ce-seed0", Loss::MarginMse, distill_steps(), 1.0);
 }
 
 #[test]

@@ -654,7 +654,7 @@ class Trainer:
         weight_decay: float = 0.01,
         max_grad_norm: float | None = 1.0,
         seed: int = 0,
-        loss: Literal["bce", "listwise"] = "bce",
+        loss: Literal["bce", "listwise", "kl", "margin_mse"] = "bce",
         dropout: float | None = None,
         revision: str | None = None,
         cache_folder: str | PathLike[str] | None = None,
@@ -666,6 +666,9 @@ class Trainer:
         """One step of binary cross-entropy: ``{"loss", "grad_norm", "learning_rate"}``."""
     def train_step_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> dict[str, float]:
         """One step of the listwise softmax loss over ``(query, [positive, negatives...])``."""
+    def train_step_distill(self, groups: Sequence[tuple[str, Sequence[str], Sequence[float]]]) -> dict[str, float]:
+        """One step of a distillation loss (``"kl"`` or ``"margin_mse"``) over ``(query,
+        [documents], [teacher scores])``, the margins taken from the first document."""
     def logits(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]: ...
     def save(self, path: str | PathLike[str], overwrite: bool = False) -> None:
         """A Hugging Face checkpoint directory; ``ValueError`` if it exists and not ``overwrite``."""

@@ -28,10 +28,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import numpy as np
+
 from crossrank._core import BiEncoder, CrossEncoder
 from crossrank._core import Trainer as _Trainer
 from crossrank.datasets import Dataset
-from crossrank.training_data import TrainingExamples, check_pairs, mine_examples
+from crossrank.training_data import TrainingExamples, check_pairs, distillation_groups, mine_examples
 
 __all__ = ["CrossEncoderTrainer", "EpochReport"]
 
@@ -48,10 +50,17 @@ class EpochReport:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+LOSSES = ("bce", "listwise", "kl", "margin_mse")
+DISTILLATION = ("kl", "margin_mse")
+
+
 class CrossEncoderTrainer:
     """Fine-tunes a BERT cross-encoder (or a bare BERT encoder, which gets a new seeded
-    classification head) with binary cross-entropy on labelled pairs (``loss="bce"``) or a
-    listwise softmax over a positive and its negatives (``loss="listwise"``).
+    classification head) with binary cross-entropy on labelled pairs (``loss="bce"``), a
+    listwise softmax over a positive and its negatives (``loss="listwise"``), or by
+    distillation from a teacher's scores: the KL divergence between the softmax of the
+    teacher's and the model's scores over a group (``loss="kl"``) or the squared error
+    between their margins, first document minus each other (``loss="margin_mse"``).
 
     Args:
         base: a local directory or hub id of a ``BertForSequenceClassification`` or a BERT
@@ -61,7 +70,7 @@ class CrossEncoderTrainer:
         learning_rate, batch_size, epochs, warmup_ratio, weight_decay, max_grad_norm:
             as transformers' ``TrainingArguments``.
         seed: seeds the new head, the shuffling and the negative mining.
-        loss: ``"bce"`` or ``"listwise"``.
+        loss: ``"bce"``, ``"listwise"``, ``"kl"`` or ``"margin_mse"``.
         dropout: on the hidden states during training, as transformers' BERT in ``train()``
             mode (not on the attention probabilities); ``None`` takes the base's
             ``hidden_dropout_prob`` (0.1), ``0.0`` trains without.
@@ -72,10 +81,10 @@ class CrossEncoderTrainer:
     def __init__(self, base: str | PathLike[str], num_labels: int = 1, max_length: int = 256,
                  learning_rate: float = 2e-5, batch_size: int = 16, epochs: int = 1, warmup_ratio: float = 0.1,
                  weight_decay: float = 0.01, max_grad_norm: float | None = 1.0, seed: int = 0,
-                 loss: Literal["bce", "listwise"] = "bce", dropout: float | None = None,
+                 loss: Literal["bce", "listwise", "kl", "margin_mse"] = "bce", dropout: float | None = None,
                  show_progress_bar: bool | None = None, local_files_only: bool = False) -> None:
-        if loss not in ("bce", "listwise"):
-            raise ValueError(f'loss must be "bce" or "listwise", got {loss!r}')
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         for name, value in (("num_labels", num_labels), ("max_length", max_length), ("batch_size", batch_size),
                             ("epochs", epochs)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -92,17 +101,22 @@ class CrossEncoderTrainer:
     def fit(self, train_examples: Dataset | TrainingExamples | Sequence[tuple], eval_dataset: Dataset | None = None,
             hard_negatives: Literal["bm25", "dense"] | None = "bm25", negatives_per_query: int = 4,
             bi_encoder: BiEncoder | None = None, eval_metrics: Sequence[str] = ("ndcg@10", "mrr@10", "map@100"),
-            eval_depth: int = 100, positives: Literal["judged", "retrieved"] = "judged") -> list[EpochReport]:
+            eval_depth: int = 100, positives: Literal["judged", "retrieved"] = "judged",
+            teacher: Any = None) -> list[EpochReport]:
         """Train on ``train_examples``: a :class:`~crossrank.datasets.Dataset` (positives from
         its qrels, ``negatives_per_query`` hard negatives mined with ``hard_negatives``), a
         :class:`~crossrank.training_data.TrainingExamples`, a list of ``(query, document,
         label)`` triples (``loss="bce"``) or of ``(query, positive, [negatives])`` groups
-        (``loss="listwise"``). ``positives`` is :func:`~crossrank.training_data.mine_examples`'
+        (``loss="listwise"``) or of ``(query, [documents], [teacher scores])`` groups
+        (``loss="kl"`` / ``"margin_mse"``; from a Dataset or TrainingExamples, ``teacher``
+        scores the groups: see :func:`~crossrank.training_data.distillation_groups`).
+        ``positives`` is :func:`~crossrank.training_data.mine_examples`'
         (``"retrieved"`` trained far better on the small collections here: benches/TRAINING.md).
         After each epoch, with ``eval_dataset``, re-ranks its BM25 top ``eval_depth`` with the
         model and records ``eval_metrics``. Returns the epoch
         reports (also in ``self.history``)."""
-        examples = self._examples(train_examples, hard_negatives, negatives_per_query, bi_encoder, positives)
+        examples = self._examples(train_examples, hard_negatives, negatives_per_query, bi_encoder, positives,
+                                  teacher)
         self.trainer = _Trainer(self.base, len(examples), **self.options)
         batch_size, rng = self.options["batch_size"], random.Random(self.seed)
         self.history = []
@@ -115,6 +129,8 @@ class CrossEncoderTrainer:
                 batch = [examples[i] for i in order[at: at + batch_size]]
                 if self.loss == "bce":
                     stats = self.trainer.train_step_pairs([(q, d) for q, d, _ in batch], [y for *_, y in batch])
+                elif self.loss in DISTILLATION:
+                    stats = self.trainer.train_step_distill(batch)
                 else:
                     stats = self.trainer.train_step_groups([(q, [p, *negs]) for q, p, negs in batch])
                 losses.append(stats["loss"])
@@ -148,15 +164,22 @@ class CrossEncoderTrainer:
         self.trainer.save(Path(path), overwrite)
 
     def _examples(self, data: Any, hard_negatives: Any, negatives_per_query: int,
-                  bi_encoder: BiEncoder | None, positives: str) -> list[tuple]:
+                  bi_encoder: BiEncoder | None, positives: str, teacher: Any) -> list[tuple]:
         if isinstance(data, Dataset):
             data = mine_examples(data, hard_negatives=hard_negatives, negatives_per_query=negatives_per_query,
                                  bi_encoder=bi_encoder, seed=self.seed, positives=positives)
-        if isinstance(data, TrainingExamples):
+        if isinstance(data, TrainingExamples) and self.loss in DISTILLATION:
+            if teacher is None:
+                raise ValueError(f'loss="{self.loss}" learns from a teacher\'s scores: give teacher=... (a BiEncoder, '
+                                 "CrossEncoder, Reranker or callable) or (query, [documents], [scores]) groups")
+            data = distillation_groups(data, teacher, seed=self.seed)
+        elif isinstance(data, TrainingExamples):
             data = data.pairs() if self.loss == "bce" else data.groups()
         data = list(data)
         if self.loss == "bce":
             return check_pairs(data)
+        if self.loss in DISTILLATION:
+            return _check_distillation_groups(data)
         for i, group in enumerate(data):
             if not (isinstance(group, (tuple, list)) and len(group) == 3 and isinstance(group[2], (list, tuple))):
                 raise TypeError(f"example {i} must be a (query, positive, [negatives]) group for the listwise loss")
@@ -166,6 +189,24 @@ class CrossEncoderTrainer:
         if not data:
             raise ValueError("no training examples")
         return data
+
+
+def _check_distillation_groups(data: list) -> list:
+    for i, group in enumerate(data):
+        if not (isinstance(group, (tuple, list)) and len(group) == 3 and isinstance(group[1], (list, tuple))
+                and isinstance(group[2], (list, tuple, np.ndarray))):
+            raise TypeError(f"example {i} must be a (query, [documents], [teacher scores]) group for distillation")
+        query, documents, scores = group
+        if len(documents) < 2 or len(documents) != len(scores):
+            raise ValueError(f"example {i} has {len(documents)} documents and {len(scores)} teacher scores: "
+                             "distillation needs two documents or more, one score each")
+        if not all(isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in scores):
+            raise ValueError(f"example {i}: teacher scores must be finite numbers, got {list(scores)!r}")
+        check_pairs([(query, d, 1.0) for d in documents])
+    if not data:
+        raise ValueError("no training examples")
+    return [(q, list(docs), [float(v) for v in scores]) for q, docs, scores in data]
 
 
 def _progress(show: bool | None, total: int, desc: str):

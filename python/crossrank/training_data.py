@@ -11,20 +11,23 @@ sentence-transformers' ``mine_hard_negatives`` does.
 >>> examples.groups()[:1]     # [(query, positive, [negative, ...]), ...] for a listwise loss
 
 Without judgments, :func:`pseudo_queries` makes examples from the corpus itself (titles and
-inverse-cloze sentences as queries; :mod:`crossrank.pseudo_queries`).
+inverse-cloze sentences as queries; :mod:`crossrank.pseudo_queries`). For distillation
+(``CrossEncoderTrainer(loss="kl" | "margin_mse")``), :func:`distillation_groups` adds a
+teacher's soft labels to each group.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from crossrank._core import BM25, BiEncoder
 from crossrank.datasets import Dataset
 from crossrank.pseudo_queries import pseudo_queries
 
-__all__ = ["TrainingExamples", "split_queries", "mine_examples", "pseudo_queries", "check_pairs"]
+__all__ = ["TrainingExamples", "split_queries", "mine_examples", "pseudo_queries", "distillation_groups",
+           "check_pairs"]
 
 
 @dataclass
@@ -143,6 +146,31 @@ def mine_examples(data: Dataset, hard_negatives: Literal["bm25", "dense"] | None
         raise ValueError(f"no query of {data.name!r} has a document judged >= {min_relevance}: "
                          "no positives to train on")
     return examples
+
+
+def distillation_groups(examples: TrainingExamples, teacher: Any, negatives_per_group: int | None = None,
+                        max_positives: int | None = None, seed: int = 0,
+                        batch_size: int = 32) -> list[tuple[str, list[str], list[float]]]:
+    """``(query, [positive, negatives...], [teacher scores])`` per group of
+    :meth:`TrainingExamples.groups` (same arguments, same draw), the soft labels a
+    distillation loss learns from. ``teacher``: a :class:`~crossrank.BiEncoder` (cosine), a
+    :class:`~crossrank.CrossEncoder`, a :class:`~crossrank.reranking.Reranker` (e.g. a
+    fitted ``HybridReranker`` for a fused score) or any callable ``f(query, documents) ->
+    scores`` such as a ``BM25`` index's ``score``. Scores are checked (one finite number per
+    document); each query's documents are scored once."""
+    from crossrank.reranking.scoring import is_scorer, score_documents
+
+    if not is_scorer(teacher):
+        raise TypeError(f"teacher must be a BiEncoder, CrossEncoder, Reranker or callable f(query, documents), "
+                        f"got {type(teacher).__name__}")
+    groups = examples.groups(negatives_per_group, max_positives, seed)
+    scored: dict[str, dict[str, float]] = {}
+    for query, positive, negatives in groups:
+        known = scored.setdefault(query, {})
+        todo = list(dict.fromkeys(d for d in [positive, *negatives] if d not in known))
+        if todo:
+            known.update(zip(todo, map(float, score_documents(teacher, query, todo, batch_size, "teacher"))))
+    return [(q, [p, *negs], [scored[q][d] for d in [p, *negs]]) for q, p, negs in groups]
 
 
 def _first_stage(data: Dataset, qids: list[str], method: str | None, depth: int,

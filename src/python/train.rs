@@ -50,6 +50,29 @@ fn positive_number(value: f64, name: &str) -> PyResult<f64> {
     }
 }
 
+/// Each group's documents as `&str`s, for [`borrow_groups`].
+fn document_refs(owned: &[(String, Vec<String>)]) -> Vec<Vec<&str>> {
+    owned
+        .iter()
+        .map(|(_, d)| d.iter().map(String::as_str).collect())
+        .collect()
+}
+
+/// Borrowed [`Group`]s over owned (query, documents) pairs.
+fn borrow_groups<'a>(
+    owned: &'a [(String, Vec<String>)],
+    refs: &'a [Vec<&'a str>],
+) -> Vec<Group<'a>> {
+    owned
+        .iter()
+        .zip(refs)
+        .map(|((q, _), docs)| Group {
+            query: q,
+            documents: docs,
+        })
+        .collect()
+}
+
 #[pymethods]
 impl PyTrainer {
     #[new]
@@ -139,20 +162,43 @@ impl PyTrainer {
             .into_iter()
             .map(|(q, docs)| Ok((q, extract_text_list(&docs, "documents")?)))
             .collect::<PyResult<_>>()?;
-        let refs: Vec<Vec<&str>> = owned
-            .iter()
-            .map(|(_, d)| d.iter().map(String::as_str).collect())
-            .collect();
-        let batch: Vec<Group> = owned
-            .iter()
-            .zip(&refs)
-            .map(|((q, _), docs)| Group {
-                query: q,
-                documents: docs,
-            })
-            .collect();
+        let refs = document_refs(&owned);
+        let batch = borrow_groups(&owned, &refs);
         let inner = &mut self.inner;
         let result = detach(py, || inner.train_step(&Batch::Groups(&batch)));
+        stats(py, result.map_err(to_py)?)
+    }
+
+    /// One step on ``[(query, [document, ...], [teacher score, ...]), ...]`` (distillation:
+    /// ``loss="kl"`` or ``"margin_mse"``).
+    fn train_step_distill<'py>(
+        &mut self,
+        py: Python<'py>,
+        groups: Vec<(String, Bound<'py, PyAny>, Vec<f32>)>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut owned: Vec<(String, Vec<String>)> = Vec::with_capacity(groups.len());
+        let mut teacher = Vec::new();
+        for (i, (q, docs, scores)) in groups.into_iter().enumerate() {
+            let docs = extract_text_list(&docs, "documents")?;
+            if docs.len() != scores.len() {
+                return Err(PyValueError::new_err(format!(
+                    "group {i} has {} documents and {} teacher scores; one score per document",
+                    docs.len(),
+                    scores.len()
+                )));
+            }
+            teacher.extend(scores);
+            owned.push((q, docs));
+        }
+        let refs = document_refs(&owned);
+        let batch = borrow_groups(&owned, &refs);
+        let inner = &mut self.inner;
+        let result = detach(py, || {
+            inner.train_step(&Batch::Distill {
+                groups: &batch,
+                teacher: &teacher,
+            })
+        });
         stats(py, result.map_err(to_py)?)
     }
 

@@ -1,5 +1,6 @@
-//! A training batch: labelled (query, document) pairs for the pointwise loss, or groups
-//! of [positive, negatives...] for the listwise loss.
+//! A training batch: labelled (query, document) pairs for the pointwise loss, groups of
+//! [positive, negatives...] for the listwise loss, or groups with a teacher's score per
+//! document for the distillation losses.
 
 use crate::error::{Error, Result};
 use crate::train::loss::{check_labels, Loss};
@@ -22,6 +23,13 @@ pub enum Batch<'a> {
     /// For `Loss::ListwiseSoftmax`: groups may differ in size; each needs a positive and at
     /// least one negative.
     Groups(&'a [Group<'a>]),
+    /// For `Loss::ListwiseKl` and `Loss::MarginMse`: groups as above (for the margin loss
+    /// the first document is the one the others' margins are taken from) and a teacher's
+    /// score for every document of every group, in order.
+    Distill {
+        groups: &'a [Group<'a>],
+        teacher: &'a [f32],
+    },
 }
 
 /// What the loss compares the logits with.
@@ -29,6 +37,7 @@ pub enum Batch<'a> {
 pub enum Target {
     Labels(Vec<f32>),
     GroupSizes(Vec<usize>),
+    Teacher { sizes: Vec<usize>, scores: Vec<f32> },
 }
 
 /// A checked batch as the model sees it: pairs to tokenize, and the target.
@@ -59,38 +68,80 @@ impl<'a> Batch<'a> {
                     target: Target::Labels(labels.to_vec()),
                 })
             }
-            (Batch::Groups(groups), Loss::ListwiseSoftmax) => {
-                if groups.is_empty() {
-                    return Err(Error::invalid("empty batch: no groups"));
-                }
-                if num_labels != 1 {
+            (Batch::Groups(groups), Loss::ListwiseSoftmax) => Ok(Prepared {
+                pairs: group_pairs(groups, loss, num_labels)?,
+                target: Target::GroupSizes(groups.iter().map(|g| g.documents.len()).collect()),
+            }),
+            (Batch::Distill { groups, teacher }, Loss::ListwiseKl | Loss::MarginMse) => {
+                let pairs = group_pairs(groups, loss, num_labels)?;
+                if teacher.len() != pairs.len() {
                     return Err(Error::invalid(format!(
-                        "the listwise loss needs a one-label model, this one has {num_labels}"
-                    )));
-                }
-                if let Some(i) = groups.iter().position(|g| g.documents.len() < 2) {
-                    return Err(Error::invalid(format!(
-                        "group {i} has {} document(s); a group needs a positive and at least \
-                         one negative",
-                        groups[i].documents.len()
+                        "{} teacher scores for {} documents; one per document of every group",
+                        teacher.len(),
+                        pairs.len()
                     )));
                 }
                 Ok(Prepared {
-                    pairs: groups
-                        .iter()
-                        .flat_map(|g| g.documents.iter().map(move |d| (g.query, *d)))
-                        .collect(),
-                    target: Target::GroupSizes(groups.iter().map(|g| g.documents.len()).collect()),
+                    pairs,
+                    target: Target::Teacher {
+                        sizes: groups.iter().map(|g| g.documents.len()).collect(),
+                        scores: teacher.to_vec(),
+                    },
                 })
             }
-            (Batch::Pairs { .. }, Loss::ListwiseSoftmax) => Err(Error::invalid(
-                "the listwise loss trains on groups (Batch::Groups), not labelled pairs",
-            )),
-            (Batch::Groups(_), Loss::BinaryCrossEntropy) => Err(Error::invalid(
-                "the binary cross-entropy loss trains on labelled pairs (Batch::Pairs), not groups",
-            )),
+            (batch, loss) => Err(Error::invalid(format!(
+                "the {} loss trains on {}, not {}",
+                loss.name(),
+                expected_batch(loss),
+                batch.kind()
+            ))),
         }
     }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Batch::Pairs { .. } => "labelled pairs (Batch::Pairs)",
+            Batch::Groups(_) => "groups (Batch::Groups)",
+            Batch::Distill { .. } => "groups with teacher scores (Batch::Distill)",
+        }
+    }
+}
+
+fn expected_batch(loss: Loss) -> &'static str {
+    match loss {
+        Loss::BinaryCrossEntropy => "labelled pairs (Batch::Pairs)",
+        Loss::ListwiseSoftmax => "groups (Batch::Groups)",
+        Loss::ListwiseKl | Loss::MarginMse => "groups with teacher scores (Batch::Distill)",
+    }
+}
+
+/// The (query, document) pairs of `groups`, in order, once the groups are checked: at
+/// least one, each with two documents or more, a one-label model.
+fn group_pairs<'a>(
+    groups: &'a [Group<'a>],
+    loss: Loss,
+    num_labels: usize,
+) -> Result<Vec<(&'a str, &'a str)>> {
+    if groups.is_empty() {
+        return Err(Error::invalid("empty batch: no groups"));
+    }
+    if num_labels != 1 {
+        return Err(Error::invalid(format!(
+            "the {} loss needs a one-label model, this one has {num_labels}",
+            loss.name()
+        )));
+    }
+    if let Some(i) = groups.iter().position(|g| g.documents.len() < 2) {
+        return Err(Error::invalid(format!(
+            "group {i} has {} document(s); a group needs a positive and at least \
+             one negative",
+            groups[i].documents.len()
+        )));
+    }
+    Ok(groups
+        .iter()
+        .flat_map(|g| g.documents.iter().map(move |d| (g.query, *d)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -163,5 +214,46 @@ mod tests {
             Loss::ListwiseSoftmax
         )
         .contains("groups"));
+    }
+
+    #[test]
+    fn distillation_batches_carry_the_teacher() {
+        let docs = ["pos", "neg a", "neg b"];
+        let groups = [Group {
+            query: "q",
+            documents: &docs,
+        }];
+        let teacher = [2.0, 0.5, -1.0];
+        let p = Batch::Distill {
+            groups: &groups,
+            teacher: &teacher,
+        }
+        .prepare(Loss::MarginMse, 1)
+        .unwrap();
+        assert_eq!(p.pairs.len(), 3);
+        assert_eq!(
+            p.target,
+            Target::Teacher {
+                sizes: vec![3],
+                scores: teacher.to_vec()
+            }
+        );
+        let err = |b: Batch, loss| b.prepare(loss, 1).unwrap_err().to_string();
+        let short = Batch::Distill {
+            groups: &groups,
+            teacher: &teacher[..2],
+        };
+        assert!(err(short, Loss::ListwiseKl).contains("2 teacher scores for 3 documents"));
+        assert!(err(Batch::Groups(&groups), Loss::ListwiseKl).contains("teacher scores"));
+        let full = Batch::Distill {
+            groups: &groups,
+            teacher: &teacher,
+        };
+        assert!(err(full, Loss::ListwiseSoftmax).contains("not groups with teacher scores"));
+        assert!(full
+            .prepare(Loss::MarginMse, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("margin_mse loss needs a one-label model"));
     }
 }

@@ -16,7 +16,10 @@ use crate::train::batch::{Batch, Target};
 use crate::train::checkpoint::{self, CheckpointContents, TOKENIZER_FILES};
 use crate::train::clip::{clip_grad_norm, global_norm};
 use crate::train::dropout::Dropout;
-use crate::train::loss::{binary_cross_entropy_with_logits, listwise_softmax_cross_entropy, Loss};
+use crate::train::loss::{
+    binary_cross_entropy_with_logits, listwise_kl_divergence, listwise_softmax_cross_entropy,
+    margin_mse, Loss,
+};
 use crate::train::model::{LoadReport, TrainableBert};
 use crate::train::optimizer::{AdamW, AdamWConfig};
 use crate::train::schedule::LinearSchedule;
@@ -185,9 +188,10 @@ impl Trainer {
                 report.initialized
             );
         }
-        if config.loss == Loss::ListwiseSoftmax && model.num_labels() != 1 {
+        if config.loss.takes_groups() && model.num_labels() != 1 {
             return Err(Error::invalid(format!(
-                "the listwise loss needs a one-label model, this one has {}",
+                "the {} loss needs a one-label model, this one has {}",
+                config.loss.name(),
                 model.num_labels()
             )));
         }
@@ -304,6 +308,10 @@ impl Trainer {
                 binary_cross_entropy_with_logits(&logits, &labels)?
             }
             Target::GroupSizes(sizes) => listwise_softmax_cross_entropy(&logits, sizes)?,
+            Target::Teacher { sizes, scores } if self.config.loss == Loss::MarginMse => {
+                margin_mse(&logits, sizes, scores)?
+            }
+            Target::Teacher { sizes, scores } => listwise_kl_divergence(&logits, sizes, scores)?,
         };
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
