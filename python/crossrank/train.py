@@ -165,20 +165,21 @@ class CrossEncoderTrainer:
 
     def _examples(self, data: Any, hard_negatives: Any, negatives_per_query: int,
                   bi_encoder: BiEncoder | None, positives: str, teacher: Any) -> list[tuple]:
+        distill = self.loss in DISTILLATION
+        if distill and teacher is None and isinstance(data, (Dataset, TrainingExamples)):
+            raise ValueError(f'loss="{self.loss}" learns from a teacher\'s scores: give teacher=... (a BiEncoder, '
+                             "CrossEncoder, Reranker or callable) or (query, [documents], [scores]) groups")
         if isinstance(data, Dataset):
             data = mine_examples(data, hard_negatives=hard_negatives, negatives_per_query=negatives_per_query,
                                  bi_encoder=bi_encoder, seed=self.seed, positives=positives)
-        if isinstance(data, TrainingExamples) and self.loss in DISTILLATION:
-            if teacher is None:
-                raise ValueError(f'loss="{self.loss}" learns from a teacher\'s scores: give teacher=... (a BiEncoder, '
-                                 "CrossEncoder, Reranker or callable) or (query, [documents], [scores]) groups")
+        if isinstance(data, TrainingExamples) and distill:
             data = distillation_groups(data, teacher, seed=self.seed)
         elif isinstance(data, TrainingExamples):
             data = data.pairs() if self.loss == "bce" else data.groups()
         data = list(data)
         if self.loss == "bce":
             return check_pairs(data)
-        if self.loss in DISTILLATION:
+        if distill:
             return _check_distillation_groups(data)
         for i, group in enumerate(data):
             if not (isinstance(group, (tuple, list)) and len(group) == 3 and isinstance(group[2], (list, tuple))):
