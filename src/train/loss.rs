@@ -256,15 +256,7 @@ mod tests {
         let lse = |v: &[f32]| v.iter().map(|&a| (a as f64).exp()).sum::<f64>().ln();
         let expected = ((lse(&xs[..3]) - 3.0) + (lse(&xs[3..]) - 0.5)) / 2.0;
         assert!((scalar(&loss) - expected).abs() < 1e-6);
-        let g = loss
-            .backward()
-            .unwrap()
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let g = gradient(&loss, &x);
         // d/ds_i = (softmax_i - [i is the positive]) / groups
         let z1: f64 = xs[..3].iter().map(|&a| (a as f64).exp()).sum();
         let want = [
@@ -274,13 +266,13 @@ mod tests {
             (0.5 - 1.0) / 2.0,
             0.5 / 2.0,
         ];
-        for i in 0..5 {
-            assert!(
-                (g[i] as f64 - want[i]).abs() < 1e-6,
-                "{i}: {} vs {}",
-                g[i],
-                want[i]
-            );
+        assert_close(&g, &want, 1e-6);
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!((g as f64 - w).abs() < tol, "{i}: {g} vs {w}");
         }
     }
 
@@ -320,15 +312,7 @@ mod tests {
             "{} vs {expected}",
             scalar(&loss)
         );
-        let g = gradient(&loss, &x);
-        for i in 0..5 {
-            assert!(
-                (g[i] as f64 - want[i]).abs() < 1e-6,
-                "{i}: {} vs {}",
-                g[i],
-                want[i]
-            );
-        }
+        assert_close(&gradient(&loss, &x), &want, 1e-6);
         // The student equal to the teacher: no loss.
         let same = Var::from_slice(&ts, 5, &dev).unwrap();
         assert!(
@@ -355,15 +339,7 @@ mod tests {
             2.0 * d[2] / 3.0,
             -2.0 * d[2] / 3.0,
         ];
-        let g = gradient(&loss, &x);
-        for i in 0..5 {
-            assert!(
-                (g[i] as f64 - want[i]).abs() < 1e-5,
-                "{i}: {} vs {}",
-                g[i],
-                want[i]
-            );
-        }
+        assert_close(&gradient(&loss, &x), &want, 1e-5);
     }
 
     #[test]
