@@ -219,16 +219,18 @@ def main() -> None:
 
     minilm = fixtures.fetch_minilm()
     bi = crossrank.BiEncoder(str(minilm))
+    # Only the learned stage re-reads scores; without it a cache would only cost time.
+    cache_size = SCORE_CACHE if args.learned else None
     if os.environ.get("CE_MODEL"):
         ce_dir = Path(os.environ["CE_MODEL"])
-        ce = crossrank.CrossEncoder(os.environ["CE_MODEL"], max_length=512, cache_size=SCORE_CACHE)
+        ce = crossrank.CrossEncoder(os.environ["CE_MODEL"], max_length=512, cache_size=cache_size)
     else:
         ce_dir = demo_model.ensure_demo_cross_encoder()
         report = demo_model.training_report(ce_dir)
         print(f"demo cross-encoder: {ce_dir} (trained by crossrank in {report['training_seconds'] / 60:.1f} min, "
               f"{report['steps']} steps on {', '.join(report['examples'])})")
         # Scored at the length it was trained at.
-        ce = crossrank.CrossEncoder(str(ce_dir), max_length=demo_model.RECIPE["max_length"], cache_size=SCORE_CACHE)
+        ce = crossrank.CrossEncoder(str(ce_dir), max_length=demo_model.RECIPE["max_length"], cache_size=cache_size)
     print(f"cross-encoder stage: {ce!r}")
     results = [run_collection(p, bi, ce, args.learned) for p in paths]
     engine_speed(ce_dir, paths[0])
