@@ -3,7 +3,7 @@
 //! document for the distillation losses.
 
 use crate::error::{Error, Result};
-use crate::train::loss::{check_labels, Loss};
+use crate::train::loss::{check_labels, check_teacher, Loss};
 
 /// One query with its documents, the positive first.
 #[derive(Debug, Clone, Copy)]
@@ -74,17 +74,12 @@ impl<'a> Batch<'a> {
             }),
             (Batch::Distill { groups, teacher }, Loss::ListwiseKl | Loss::MarginMse) => {
                 let pairs = group_pairs(groups, loss, num_labels)?;
-                if teacher.len() != pairs.len() {
-                    return Err(Error::invalid(format!(
-                        "{} teacher scores for {} documents; one per document of every group",
-                        teacher.len(),
-                        pairs.len()
-                    )));
-                }
+                let sizes: Vec<usize> = groups.iter().map(|g| g.documents.len()).collect();
+                check_teacher(teacher, &sizes)?;
                 Ok(Prepared {
                     pairs,
                     target: Target::Teacher {
-                        sizes: groups.iter().map(|g| g.documents.len()).collect(),
+                        sizes,
                         scores: teacher.to_vec(),
                     },
                 })
@@ -100,18 +95,24 @@ impl<'a> Batch<'a> {
 
     fn kind(&self) -> &'static str {
         match self {
-            Batch::Pairs { .. } => "labelled pairs (Batch::Pairs)",
-            Batch::Groups(_) => "groups (Batch::Groups)",
-            Batch::Distill { .. } => "groups with teacher scores (Batch::Distill)",
+            Batch::Pairs { .. } => PAIRS,
+            Batch::Groups(_) => GROUPS,
+            Batch::Distill { .. } => DISTILL,
         }
     }
 }
 
+/// What each batch variant is called in errors.
+const PAIRS: &str = "labelled pairs (Batch::Pairs)";
+const GROUPS: &str = "groups (Batch::Groups)";
+const DISTILL: &str = "groups with teacher scores (Batch::Distill)";
+
+/// The batch variant `loss` trains on, as [`Batch::kind`] names it.
 fn expected_batch(loss: Loss) -> &'static str {
     match loss {
-        Loss::BinaryCrossEntropy => "labelled pairs (Batch::Pairs)",
-        Loss::ListwiseSoftmax => "groups (Batch::Groups)",
-        Loss::ListwiseKl | Loss::MarginMse => "groups with teacher scores (Batch::Distill)",
+        Loss::BinaryCrossEntropy => PAIRS,
+        Loss::ListwiseSoftmax => GROUPS,
+        Loss::ListwiseKl | Loss::MarginMse => DISTILL,
     }
 }
 
@@ -244,6 +245,12 @@ mod tests {
             teacher: &teacher[..2],
         };
         assert!(err(short, Loss::ListwiseKl).contains("2 teacher scores for 3 documents"));
+        // Refused before any forward pass.
+        let nan = Batch::Distill {
+            groups: &groups,
+            teacher: &[1.0, f32::NAN, 0.0],
+        };
+        assert!(err(nan, Loss::MarginMse).contains("position 1 is not a finite number"));
         assert!(err(Batch::Groups(&groups), Loss::ListwiseKl).contains("teacher scores"));
         let full = Batch::Distill {
             groups: &groups,

@@ -141,7 +141,10 @@ fn teacher_distribution(scores: &[f32]) -> Vec<f64> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
-fn check_teacher(teacher: &[f32], sizes: &[usize]) -> Result<()> {
+/// Refuses teacher scores that are not one finite number per document of groups of
+/// `sizes`: a missing score would shift every later one onto the wrong document, and a
+/// NaN would poison every weight.
+pub fn check_teacher(teacher: &[f32], sizes: &[usize]) -> Result<()> {
     let total: usize = sizes.iter().sum();
     if teacher.len() != total {
         return Err(Error::invalid(format!(
