@@ -46,13 +46,15 @@ def _normalized(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _body_without_title(title: str, body: str) -> str:
-    """``body`` less a leading copy of ``title`` (some corpora, e.g. Cranfield, repeat the
-    title as the text's first sentence), compared without case and spacing."""
-    words, title_words = body.split(), title.split()
-    if title_words and _normalized(" ".join(words[: len(title_words)])) == _normalized(title):
-        return " ".join(words[len(title_words):])
-    return body.strip()
+def _body_without_title(title: str, text: str) -> str:
+    """``text`` less its leading copies of ``title``, compared without case and spacing:
+    ``load_beir`` prepends the title, and some corpora (e.g. Cranfield) also repeat it as
+    the text's first sentence."""
+    words, title_words = text.split(), title.split()
+    cut = 0
+    while title_words and _normalized(" ".join(words[cut:cut + len(title_words)])) == _normalized(title):
+        cut += len(title_words)
+    return " ".join(words[cut:]) if cut else text.strip()
 
 
 def pseudo_queries(data: Dataset, kinds: Sequence[Kind] = KINDS, sentences_per_document: int = 1,
@@ -103,8 +105,7 @@ def pseudo_queries(data: Dataset, kinds: Sequence[Kind] = KINDS, sentences_per_d
     made: list[tuple[str, str, str]] = []
     for doc_id in doc_ids:
         title = data.titles.get(doc_id, "").strip()
-        text = data.text(doc_id)
-        body = _body_without_title(title, text[len(title):] if title and text.startswith(title) else text)
+        body = _body_without_title(title, data.text(doc_id))
         if "title" in kinds and len(title.split()) >= min_query_words and len(body.split()) >= min_query_words:
             made.append((doc_id, title, body))
         if "inverse_cloze" in kinds:
