@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from crossrank import BiEncoder  # noqa: E402
 from crossrank.datasets import Dataset, load_beir  # noqa: E402
 from crossrank.train import CrossEncoderTrainer  # noqa: E402
-from crossrank.training_data import mine_examples, split_queries  # noqa: E402
+from crossrank.training_data import distillation_groups, mine_examples, pseudo_queries, split_queries  # noqa: E402
 
 import fixtures  # noqa: E402
 
@@ -51,6 +52,19 @@ RECIPE = {
     "max_length": 128,
     "dropout": 0.1,
     "seed": 0,
+    # An intermediate stage before the judged queries (benches/TRAINING.md, "Ablation"):
+    # None, or a dict as in INTERMEDIATE_EXAMPLE.
+    "intermediate": None,
+}
+INTERMEDIATE_EXAMPLE = {
+    "collections": list(COLLECTIONS),
+    "kinds": ["title", "inverse_cloze"],
+    "max_documents": 200,      # per collection, seeded sample
+    "negatives": 4,            # BM25-mined, from the pseudo-query's top `depth`
+    "depth": 30,
+    "loss": "listwise",        # or "kl" / "margin_mse": distillation from the bi-encoder
+    "teacher_scale": 20.0,     # the teacher's scores: scale * cosine (kl, margin_mse)
+    "learning_rate": 2e-4,
 }
 
 
@@ -60,45 +74,89 @@ def split(name: str, data: Dataset | None = None) -> tuple[Dataset, Dataset]:
     return split_queries(data, n_train=RECIPE["n_train"].get(name), seed=RECIPE["split_seed"])
 
 
-def model_dir() -> Path:
-    digest = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:10]
+def model_dir(recipe: dict | None = None) -> Path:
+    recipe = RECIPE if recipe is None else recipe
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
     return fixtures.CACHE / "models" / f"demo-ce-minilm-l6-{digest}"
 
 
-def training_examples() -> tuple[list[tuple], dict[str, str]]:
+def training_examples(recipe: dict | None = None) -> tuple[list[tuple], dict[str, str]]:
     """The recipe's training examples (pairs for ``"bce"``, groups for ``"listwise"``) from
     the training queries of every collection, and what was mined per collection."""
+    recipe = RECIPE if recipe is None else recipe
     examples_of, counts = [], {}
-    for name in RECIPE["collections"]:
+    for name in recipe["collections"]:
         train, _ = split(name)
-        examples = mine_examples(train, hard_negatives=RECIPE["first_stage"], depth=RECIPE["depth"],
-                                 negatives_per_query=RECIPE["negatives_per_query"], positives=RECIPE["positives"],
-                                 seed=RECIPE["seed"])
+        examples = mine_examples(train, hard_negatives=recipe["first_stage"], depth=recipe["depth"],
+                                 negatives_per_query=recipe["negatives_per_query"], positives=recipe["positives"],
+                                 seed=recipe["seed"])
         counts[name] = repr(examples)
-        examples_of += (examples.pairs() if RECIPE["loss"] == "bce" else
-                        examples.groups(RECIPE["negatives_per_group"], RECIPE["max_positives_per_query"],
-                                        RECIPE["seed"]))
+        examples_of += (examples.pairs() if recipe["loss"] == "bce" else
+                        examples.groups(recipe["negatives_per_group"], recipe["max_positives_per_query"],
+                                        recipe["seed"]))
     return examples_of, counts
 
 
-def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = True) -> Path:
+def pseudo_query_examples(stage: dict, seed: int) -> tuple[list[tuple], dict[str, str]]:
+    """An intermediate stage's examples: pseudo-queries (titles, inverse-cloze sentences) of
+    every collection's corpus with BM25-mined negatives, no judgments used; as listwise
+    groups, or with the bi-encoder's scaled cosine as the teacher's scores (``"kl"``)."""
+    examples_of, counts = [], {}
+    teacher = None
+    if stage["loss"] in ("kl", "margin_mse"):
+        bi = BiEncoder(str(fixtures.fetch_minilm()))
+        scale = stage["teacher_scale"]
+
+        def teacher(query: str, documents: list[str]) -> list[float]:
+            q = bi.encode([query], normalize_embeddings=True)
+            d = bi.encode(documents, batch_size=32, normalize_embeddings=True)
+            return [scale * float(v) for v in (d @ q[0])]
+    for name in stage["collections"]:
+        examples = pseudo_queries(load_beir(SHARED / name), kinds=stage["kinds"],
+                                  max_documents=stage["max_documents"], negatives_per_query=stage["negatives"],
+                                  depth=stage["depth"], seed=seed)
+        counts[name] = repr(examples)
+        examples_of += (examples.groups(seed=seed) if teacher is None else
+                        distillation_groups(examples, teacher, seed=seed))
+    return examples_of, counts
+
+
+def _fit(base: Path, examples: list[tuple], loss: str, learning_rate: float, recipe: dict,
+         show_progress_bar: bool, what: str) -> tuple[CrossEncoderTrainer, list, float]:
+    print(f"training the demo cross-encoder, {what}: {len(examples)} groups")
+    trainer = CrossEncoderTrainer(base, max_length=recipe["max_length"], learning_rate=learning_rate,
+                                  batch_size=recipe["batch_size"], epochs=recipe["epochs"], loss=loss,
+                                  dropout=recipe["dropout"], seed=recipe["seed"], show_progress_bar=show_progress_bar)
+    start = time.perf_counter()
+    history = trainer.fit(examples)
+    return trainer, history, time.perf_counter() - start
+
+
+def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = True,
+                              recipe: dict | None = None) -> Path:
     """The trained model's directory, training it first when it is not cached."""
-    target = model_dir()
+    recipe = RECIPE if recipe is None else recipe
+    target = model_dir(recipe)
     if (target / "training.json").is_file() and not force:
         return target
-    base = fixtures.fetch_minilm()
-    groups, counts = training_examples()
-    print(f"training the demo cross-encoder ({len(groups)} groups (a positive and {RECIPE['negatives_per_group']} "
-          f"negatives) from the training queries of {', '.join(RECIPE['collections'])}; cached in {target})")
-    trainer = CrossEncoderTrainer(base, max_length=RECIPE["max_length"], learning_rate=RECIPE["learning_rate"],
-                                  batch_size=RECIPE["batch_size"], epochs=RECIPE["epochs"], loss=RECIPE["loss"],
-                                  dropout=RECIPE["dropout"], seed=RECIPE["seed"], show_progress_bar=show_progress_bar)
-    start = time.perf_counter()
-    history = trainer.fit(groups)
-    seconds = time.perf_counter() - start
+    print(f"training the demo cross-encoder (cached in {target})")
+    base, report, seconds = fixtures.fetch_minilm(), {"recipe": recipe}, 0.0
+    stage = recipe.get("intermediate")
+    if stage:
+        examples, counts = pseudo_query_examples(stage, recipe["seed"])
+        trainer, history, took = _fit(base, examples, stage["loss"], stage["learning_rate"], recipe,
+                                      show_progress_bar, "intermediate stage on pseudo-queries of the corpora")
+        base, seconds = target / "intermediate", seconds + took
+        trainer.save(base, overwrite=True)
+        report["intermediate"] = {"examples": counts, "steps": sum(r.steps for r in history),
+                                  "loss_per_epoch": [r.loss for r in history], "training_seconds": round(took, 1)}
+    groups, counts = training_examples(recipe)
+    trainer, history, took = _fit(base, groups, recipe["loss"], recipe["learning_rate"], recipe, show_progress_bar,
+                                  f"on the training queries of {', '.join(recipe['collections'])}")
+    seconds += took
     trainer.save(target, overwrite=True)
-    report = {"recipe": RECIPE, "examples": counts, "steps": sum(r.steps for r in history),
-              "loss_per_epoch": [r.loss for r in history], "training_seconds": round(seconds, 1)}
+    report.update({"examples": counts, "steps": sum(r.steps for r in history),
+                   "loss_per_epoch": [r.loss for r in history], "training_seconds": round(seconds, 1)})
     (target / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"trained in {seconds / 60:.1f} min ({report['steps']} steps); loss per epoch "
           + ", ".join(f"{loss:.4f}" for loss in report["loss_per_epoch"]))
