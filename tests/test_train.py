@@ -169,3 +169,25 @@ def test_fit_mines_retrieved_positives_from_a_dataset(tiny_dir):
     assert history[0].steps == -(-len(retrieved) // 4)
     with pytest.raises(ValueError, match="positives"):
         tr.fit(train, positives="some")
+
+
+def test_eval_reports_the_first_stage_and_warns_when_the_model_does_not_beat_it(tiny_dir, caplog):
+    from crossrank.evaluation import BM25Stage, evaluate
+    from crossrank.train import EpochReport, _warn_if_below_first_stage
+
+    train, test = split_queries(load_beir(DATA / "cranfield"), n_train=6, seed=0)
+    test = test.subset(sorted(test.queries)[:8])
+    # The tiny random-weight model, barely trained, re-ranks BM25's top 20 near randomly.
+    tr = CrossEncoderTrainer(tiny_dir, max_length=32, batch_size=8, show_progress_bar=False)
+    with caplog.at_level("WARNING", logger="crossrank.train"):
+        history = tr.fit(train, eval_dataset=test, negatives_per_query=1, eval_metrics=["ndcg@10"], eval_depth=20)
+    bm25 = evaluate([BM25Stage()], test, metrics=["ndcg@10"], depth=20).stages[0].metrics["ndcg@10"]
+    report = history[-1]
+    assert report.first_stage_metrics == {"ndcg@10": pytest.approx(bm25, abs=1e-12)}
+    assert report.metrics["ndcg@10"] < bm25
+    assert any("below BM25 alone" in r.getMessage() and f"{bm25:.4f}" in r.getMessage() for r in caplog.records)
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="crossrank.train"):
+        _warn_if_below_first_stage(EpochReport(1, 1, 0.5, 1.0, {"ndcg@10": 0.5}, {"ndcg@10": 0.4}), "ndcg@10", 100)
+    assert not caplog.records

@@ -19,6 +19,7 @@ for a seed: the new head, the shuffling and the dropout masks all come from it.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import tempfile
@@ -37,17 +38,21 @@ from crossrank.training_data import TrainingExamples, check_pairs, distillation_
 
 __all__ = ["CrossEncoderTrainer", "EpochReport"]
 
+logger = logging.getLogger("crossrank.train")
+
 
 @dataclass
 class EpochReport:
     """What one epoch did: mean training loss, steps, seconds, and (with an eval dataset)
-    the harness's metrics of BM25 -> this cross-encoder on it."""
+    the harness's metrics of BM25 -> this cross-encoder on it, beside BM25's own
+    (``first_stage_metrics``: the order the cross-encoder has to improve on)."""
 
     epoch: int
     steps: int
     loss: float
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    first_stage_metrics: dict[str, float] = field(default_factory=dict)
 
 
 LOSSES = ("bce", "listwise", "kl", "margin_mse")
@@ -113,8 +118,9 @@ class CrossEncoderTrainer:
         ``positives`` is :func:`~crossrank.training_data.mine_examples`'
         (``"retrieved"`` trained far better on the small collections here: benches/TRAINING.md).
         After each epoch, with ``eval_dataset``, re-ranks its BM25 top ``eval_depth`` with the
-        model and records ``eval_metrics``. Returns the epoch
-        reports (also in ``self.history``)."""
+        model and records ``eval_metrics``, and BM25's own; when the trained model ends
+        below BM25 on the first of them, a warning (logger ``crossrank.train``) says so.
+        Returns the epoch reports (also in ``self.history``)."""
         examples = self._examples(train_examples, hard_negatives, negatives_per_query, bi_encoder, positives,
                                   teacher)
         self.trainer = _Trainer(self.base, len(examples), **self.options)
@@ -141,12 +147,19 @@ class CrossEncoderTrainer:
                 bar.close()
             report = EpochReport(epoch + 1, len(losses), sum(losses) / len(losses), time.perf_counter() - start)
             if eval_dataset is not None:
-                report.metrics = self.evaluate(eval_dataset, eval_metrics, eval_depth)
+                report.first_stage_metrics, report.metrics = self._evaluate(eval_dataset, eval_metrics, eval_depth)
             self.history.append(report)
+        if eval_dataset is not None and self.history and eval_metrics:
+            _warn_if_below_first_stage(self.history[-1], eval_metrics[0], eval_depth)
         return self.history
 
     def evaluate(self, dataset: Dataset, metrics: Sequence[str] = ("ndcg@10",), depth: int = 100) -> dict[str, float]:
         """BM25 top ``depth`` re-ranked by the model as it is now, measured on ``dataset``."""
+        return self._evaluate(dataset, metrics, depth)[1]
+
+    def _evaluate(self, dataset: Dataset, metrics: Sequence[str],
+                  depth: int) -> tuple[dict[str, float], dict[str, float]]:
+        """(BM25's metrics, BM25 -> the model's metrics) on ``dataset``."""
         from crossrank.evaluation import BM25Stage, RerankStage, evaluate
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +167,7 @@ class CrossEncoderTrainer:
             model = CrossEncoder(Path(tmp) / "model", max_length=self.options["max_length"])
         result = evaluate([BM25Stage(), RerankStage(model, name="cross-encoder", input="bm25")], dataset,
                           metrics=list(metrics), depth=depth)
-        return dict(result.stages[-1].metrics)
+        return dict(result.stages[0].metrics), dict(result.stages[-1].metrics)
 
     def save(self, path: str | PathLike[str], overwrite: bool = False) -> None:
         """A Hugging Face checkpoint directory (model.safetensors, config.json, tokenizer
@@ -190,6 +203,17 @@ class CrossEncoderTrainer:
         if not data:
             raise ValueError("no training examples")
         return data
+
+
+def _warn_if_below_first_stage(report: EpochReport, metric: str, depth: int) -> None:
+    trained, first = report.metrics.get(metric), report.first_stage_metrics.get(metric)
+    if trained is not None and first is not None and trained < first:
+        logger.warning(
+            "the trained cross-encoder re-ranking BM25's top %d scores %s %.4f on the eval queries, below BM25 "
+            "alone (%.4f): it does not help there yet. On small collections, loss=\"listwise\" with "
+            "positives=\"retrieved\", a higher learning_rate (2e-4 for MiniLM) or more data (pseudo-queries, "
+            "distillation: crossrank.training_data) trained better; see benches/TRAINING.md",
+            depth, metric, trained, first)
 
 
 def _check_distillation_groups(data: list) -> list:
