@@ -13,7 +13,7 @@ the paired randomization p-value against hybrid.
 
 Variants: u1 (the judged training queries only), pq (an intermediate listwise stage on
 pseudo-queries of the corpora first), kd (the intermediate stage distilled from the
-bi-encoder's cosine with the KL loss instead).
+bi-encoder's cosine with the KL loss instead), kdm (the same with the margin-MSE loss).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ VARIANTS = {
     "u1": dict(demo_model.RECIPE, intermediate=None),
     "pq": dict(demo_model.RECIPE, intermediate=dict(demo_model.INTERMEDIATE_EXAMPLE)),
     "kd": dict(demo_model.RECIPE, intermediate=dict(demo_model.INTERMEDIATE_EXAMPLE, loss="kl")),
+    "kdm": dict(demo_model.RECIPE, intermediate=dict(demo_model.INTERMEDIATE_EXAMPLE, loss="margin_mse")),
 }
 
 

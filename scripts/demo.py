@@ -1,7 +1,9 @@
 """`make demo`: the main job, on real data with the embedded defaults.
 
 BM25 top-100 -> dense retrieval (real all-MiniLM-L6-v2) -> hybrid (reciprocal rank fusion
-of both) -> cross-encoder re-ranking of the hybrid top-100. The cross-encoder is the demo's
+of both) -> cross-encoder re-ranking of the hybrid top-100 -> a learned last stage: the
+cross-encoder's, BM25's and the dense order fused by weighted RRF, the weights fitted on the
+training queries (`HybridReranker.fit`). The cross-encoder is the demo's
 own fine-tuned model (`scripts/demo_model.py`: trained with crossrank's trainer on the
 training queries of the shipped collections the first time, then cached), or CE_MODEL (a
 hub id or a directory). On a shipped collection every stage is measured on its held-out
@@ -9,11 +11,13 @@ test queries, which the demo model never saw. Prints the metrics table per stage
 latency and what each stage changed versus BM25, then the cross-encoder engine's speed
 (float32 and int8).
 
-    python scripts/demo.py [--data DIR ...] [--write-results benches/RESULTS.md] [--learned]
+    python scripts/demo.py [--data DIR ...] [--write-results benches/RESULTS.md] [--no-learned]
 
-`--learned` adds a last stage that fuses the cross-encoder's score with the hybrid rank,
-BM25 and the dense cosine by weights `HybridReranker.fit` learns on the training queries;
-it does not beat hybrid yet (benches/TRAINING.md, "Learned final stage").
+The learned stage needs training queries, so it runs on the shipped collections only; its
+first fit scores each training query's hybrid top 100 with the cross-encoder (a few
+minutes), and the weights are kept beside the demo model. Each stage's nDCG@10 against
+BM25, dense and hybrid is printed with the paired randomization p-value: an improvement that
+is not significant says so (benches/TRAINING.md, "Learned final stage").
 
 `make demo-all` runs it on cranfield, cisi and cacm and writes the tables to
 benches/RESULTS.md.
@@ -22,6 +26,7 @@ benches/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -44,8 +49,9 @@ import fixtures  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = fixtures.DATA
 METRICS = ["ndcg@10", "mrr@10", "map@100", "recall@100"]
-# Training candidates per query for the learned stage's weights (hybrid top FIT_DEPTH).
-FIT_DEPTH = 30
+# Training candidates per query for the learned stage's weights (hybrid top FIT_DEPTH): as
+# many as it re-ranks at test time, since reciprocal ranks depend on the list's length.
+FIT_DEPTH = 100
 # The learned stage re-reads the cross-encoder stage's scores from the model's cache.
 SCORE_CACHE = 100_000
 MARK_START, MARK_END = "<!-- demo-all:start -->", "<!-- demo-all:end -->"
@@ -54,7 +60,8 @@ RESULTS_SETUP = (
     "as title + text; BM25 k1 0.9, b 0.4, no stemming; dense = all-MiniLM-L6-v2 (crossrank BiEncoder, cosine, "
     "exact); hybrid = RRF (k 60) of both; cross-encoder = the demo's model fine-tuned by crossrank on the training "
     "queries (recipe and training time in `training.json` beside it and benches/TRAINING.md), re-ranking the "
-    "hybrid top-100 at max_length 128; ce+dense = RRF of the cross-encoder's and the dense order. ms/query is the "
+    "hybrid top-100 at max_length 128; learned = weighted RRF of the cross-encoder's, BM25's and the dense order "
+    "of those candidates, weights fitted on the training queries (`HybridReranker.fit`). ms/query is the "
     "stage's own time on 2 cores; total adds the stages it uses.")
 
 
@@ -63,45 +70,40 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
-def learned_scorer(train: Dataset, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder):
-    """The demo's last stage: a HybridReranker fusing the cross-encoder's score with the
-    hybrid first stage's rank, BM25's score and the dense cosine (min-max per query, weighted
-    sum), its weights fitted by coordinate ascent on nDCG@10 over the hybrid top FIT_DEPTH of
-    the *training* queries, which the evaluation never sees. Returns ``f(query, documents) ->
-    scores`` for a RerankStage."""
+def learned_scorer(train: Dataset, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder,
+                   weights_file: Path | None = None):
+    """The demo's last stage: a HybridReranker fusing the cross-encoder's, BM25's and the
+    bi-encoder's orders of the candidates (the hybrid top 100) by weighted reciprocal rank
+    fusion, its weights fitted by coordinate ascent on nDCG@10 over the hybrid top
+    FIT_DEPTH of the *training* queries, which the evaluation never sees. The weights are
+    kept in ``weights_file`` (beside the demo model), so a rerun does not score the training
+    queries again. Returns ``f(query, documents) -> scores`` for a RerankStage."""
     start = time.perf_counter()
     bm25 = crossrank.BM25(train.doc_texts, ids=train.doc_ids)
     texts = [train.text(d) for d in train.doc_ids]
     index = crossrank.DenseIndex(bi.encode(texts, batch_size=64), ids=train.doc_ids)
     row_of_text = {t: i for i, t in reversed(list(enumerate(texts)))}
-
-    def hybrid(queries: list[str]) -> list[list[str]]:
-        """Each query's hybrid run (RRF of BM25's and the dense top 100), best first."""
-        sparse = bm25.search_batch(queries, top_k=100)
-        dense = index.search(bi.encode(queries), top_k=100)
-        return [list(fuse([s, d], "rrf")) for s, d in zip(sparse, dense)]
-
-    qids = list(train.queries)
-    runs = hybrid([train.queries[q] for q in qids])
-    # In hybrid order: the first-stage signal of a fit is the candidates' order.
-    candidates = {q: run[:FIT_DEPTH] for q, run in zip(qids, runs)}
-    reranker = HybridReranker(cross_encoder=ce, bm25=bm25, bi_encoder=bi, first_stage=True)
-    fitted = reranker.fit(train, candidates=candidates, embeddings=index)
+    reranker = HybridReranker(cross_encoder=ce, bm25=bm25, bi_encoder=bi, fusion="rrf")
+    if weights_file is not None and weights_file.is_file():
+        fitted = json.loads(weights_file.read_text())
+        reranker.weights = fitted["weights"]
+        how = f"fitted earlier, {weights_file}"
+    else:
+        queries = [train.queries[q] for q in train.queries]
+        runs = zip(bm25.search_batch(queries, top_k=100), index.search(bi.encode(queries), top_k=100))
+        candidates = {q: list(fuse([s, d], "rrf"))[:FIT_DEPTH] for q, (s, d) in zip(train.queries, runs)}
+        fitted = reranker.fit(train, candidates=candidates, embeddings=index)
+        if weights_file is not None:
+            weights_file.write_text(json.dumps(fitted, indent=2) + "\n")
+        how = f"fitted in {time.perf_counter() - start:.0f} s"
     weights = ", ".join(f"{n} {w:.2f}" for n, w in fitted["weights"].items())
-    print(f"learned stage: weights {weights} (training nDCG@10 {fitted['initial_score']:.4f} -> "
-          f"{fitted['score']:.4f}, {len(qids)} training queries x hybrid top {FIT_DEPTH}, "
-          f"fitted in {time.perf_counter() - start:.0f} s)")
+    print(f"learned stage: RRF weights {weights} (training nDCG@10 {fitted['initial_score']:.4f} with equal "
+          f"weights -> {fitted['score']:.4f}; {len(train.queries)} training queries x hybrid top {FIT_DEPTH}; {how})")
     table = index.embeddings
 
     def score(query: str, documents: list[str]) -> np.ndarray:
-        # The hybrid rank as the first-stage score (as in the fit: earlier is better), and the
-        # candidates' embeddings from the index, as a deployment keeps them.
-        rank_of_text: dict[str, int] = {}
-        for rank, doc_id in enumerate(hybrid([query])[0]):
-            rank_of_text.setdefault(train.text(doc_id), rank)
-        first_stage = [-float(rank_of_text.get(d, len(rank_of_text))) for d in documents]
-        ranking = reranker.rerank(query, documents, first_stage_scores=first_stage,
-                                  embeddings=table[[row_of_text[d] for d in documents]])
+        # The candidates' embeddings from the index, as a deployment keeps them.
+        ranking = reranker.rerank(query, documents, embeddings=table[[row_of_text[d] for d in documents]])
         scores = np.empty(len(documents), dtype=np.float32)
         for hit in ranking:
             scores[hit["corpus_id"]] = hit["score"]
@@ -110,7 +112,8 @@ def learned_scorer(train: Dataset, bi: crossrank.BiEncoder, ce: crossrank.CrossE
     return score
 
 
-def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder | None, learned: bool = False):
+def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncoder | None, learned: bool = True,
+                   weights_dir: Path | None = None):
     data = load_beir(path)
     train = None
     if path.resolve().parent == SHARED.resolve() and path.name in demo_model.COLLECTIONS:
@@ -120,28 +123,27 @@ def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncod
         print(f"\n{data}")
     pipeline = [BM25Stage(), DenseStage(bi), FusionStage(["bm25", "dense"], name="hybrid")]
     if ce is not None:
-        # The cross-encoder's order, and that order fused with the dense one (RRF): how the
-        # two models' evidence combines.
-        pipeline += [RerankStage(ce, name="cross-encoder", input="hybrid"),
-                     FusionStage(["cross-encoder", "dense"], name="ce+dense")]
+        pipeline.append(RerankStage(ce, name="cross-encoder", input="hybrid"))
     if learned and ce is not None and train is not None:
         # Re-ranks the cross-encoder's candidates (the hybrid top 100), so its total time adds
         # the cross-encoder stage's; the cross-encoder's score cache serves the scores that
         # stage computed.
-        pipeline.append(RerankStage(learned_scorer(train, bi, ce), name="learned", input="cross-encoder"))
+        weights_file = None if weights_dir is None else weights_dir / f"learned-{path.name}.json"
+        pipeline.append(RerankStage(learned_scorer(train, bi, ce, weights_file), name="learned",
+                                    input="cross-encoder"))
     result = evaluate(pipeline, data, metrics=METRICS, depth=100, show_progress_bar=True)
     print(result)
     for stage in result.stages[1:]:
         changes = result.compare("bm25", stage.name)
         print(f"  {stage.name} vs bm25: " + "; ".join(
             f"{m} {c['delta']:+.4f} (p={c['p_value']:.2g}, {c['better']}+/{c['worse']}-)" for m, c in changes.items()))
-    last = result.stages[-1]
-    if last.name == "learned":
-        # The last stage against every earlier first stage, with the paired randomization test.
+    for last in result.stages[3:]:
+        # Each re-ranking stage against every first stage, with the paired randomization test.
         for earlier in ("bm25", "dense", "hybrid"):
             c = result.compare(earlier, last.name)["ndcg@10"]
             verdict = "beats" if c["delta"] > 0 else "does NOT beat"
-            print(f"  learned {verdict} {earlier} on nDCG@10: {c['delta']:+.4f} (p={c['p_value']:.2g})")
+            print(f"  {last.name} {verdict} {earlier} on nDCG@10: {c['delta']:+.4f} (p={c['p_value']:.2g}"
+                  f"{'' if c['p_value'] < 0.05 else ', not significant'})")
     best = max(result.stages, key=lambda s: s.metrics["ndcg@10"])
     verdict = "beats" if best.metrics["ndcg@10"] > result["bm25"].metrics["ndcg@10"] else "does NOT beat"
     print(f"  best stage by nDCG@10: {best.name} ({best.metrics['ndcg@10']:.4f}) {verdict} BM25 "
@@ -204,9 +206,8 @@ def main() -> None:
                         help="BEIR-layout directories (default: data/cranfield, or $DATA)")
     parser.add_argument("--all", action="store_true", help="cranfield, cisi and cacm")
     parser.add_argument("--write-results", type=Path, default=None, help="write the tables into this markdown file")
-    parser.add_argument("--learned", action="store_true",
-                        help="add the learned final stage (HybridReranker fitted on the training queries; an "
-                             "experiment of issue 19 that does not beat hybrid yet: benches/TRAINING.md)")
+    parser.add_argument("--no-learned", dest="learned", action="store_false",
+                        help="leave out the learned last stage (HybridReranker fitted on the training queries)")
     parser.add_argument("--plot", type=Path, default=None,
                         help="draw each collection's latency / nDCG@10 trade-off into this image")
     args = parser.parse_args()
@@ -221,6 +222,7 @@ def main() -> None:
     bi = crossrank.BiEncoder(str(minilm))
     # Only the learned stage re-reads scores; without it a cache would only cost time.
     cache_size = SCORE_CACHE if args.learned else None
+    weights_dir = None
     if os.environ.get("CE_MODEL"):
         ce_dir = Path(os.environ["CE_MODEL"])
         ce = crossrank.CrossEncoder(os.environ["CE_MODEL"], max_length=512, cache_size=cache_size)
@@ -231,8 +233,9 @@ def main() -> None:
               f"{report['steps']} steps on {', '.join(report['examples'])})")
         # Scored at the length it was trained at.
         ce = crossrank.CrossEncoder(str(ce_dir), max_length=demo_model.RECIPE["max_length"], cache_size=cache_size)
+        weights_dir = ce_dir  # the learned stage's weights, fitted once per model
     print(f"cross-encoder stage: {ce!r}")
-    results = [run_collection(p, bi, ce, args.learned) for p in paths]
+    results = [run_collection(p, bi, ce, args.learned, weights_dir) for p in paths]
     engine_speed(ce_dir, paths[0])
     if args.write_results:
         write_results(args.write_results, results)
