@@ -46,8 +46,9 @@ def measure(name: str, recipe: dict) -> dict:
     report = demo_model.training_report(path)
     bi = crossrank.BiEncoder(str(fixtures.fetch_minilm()))
     models = {"ce": crossrank.CrossEncoder(str(path), max_length=recipe["max_length"])}
-    if (path / "intermediate").is_dir():
-        models["intermediate"] = crossrank.CrossEncoder(str(path / "intermediate"), max_length=recipe["max_length"])
+    intermediate = path.with_name(path.name + "-intermediate")
+    if recipe["intermediate"] and intermediate.is_dir():
+        models["intermediate"] = crossrank.CrossEncoder(str(intermediate), max_length=recipe["max_length"])
     row = {"variant": name, "recipe": recipe, "host": platform.processor() or platform.machine(),
            "training_seconds": report["training_seconds"], "ndcg@10": {}, "p_vs_hybrid": {}}
     for collection in demo_model.COLLECTIONS:

@@ -146,7 +146,8 @@ def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = Tru
         examples, counts = pseudo_query_examples(stage, recipe["seed"])
         trainer, history, took = _fit(base, examples, stage["loss"], stage["learning_rate"], recipe,
                                       show_progress_bar, "intermediate stage on pseudo-queries of the corpora")
-        base, seconds = target / "intermediate", seconds + took
+        # Beside the final model's directory, which saving that model replaces whole.
+        base, seconds = target.with_name(target.name + "-intermediate"), seconds + took
         trainer.save(base, overwrite=True)
         report["intermediate"] = {"examples": counts, "steps": sum(r.steps for r in history),
                                   "loss_per_epoch": [r.loss for r in history], "training_seconds": round(took, 1)}
