@@ -137,12 +137,12 @@ def run_collection(path: Path, bi: crossrank.BiEncoder, ce: crossrank.CrossEncod
         changes = result.compare("bm25", stage.name)
         print(f"  {stage.name} vs bm25: " + "; ".join(
             f"{m} {c['delta']:+.4f} (p={c['p_value']:.2g}, {c['better']}+/{c['worse']}-)" for m, c in changes.items()))
-    for last in result.stages[3:]:
+    for reranked in result.stages[3:]:
         # Each re-ranking stage against every first stage, with the paired randomization test.
         for earlier in ("bm25", "dense", "hybrid"):
-            c = result.compare(earlier, last.name)["ndcg@10"]
+            c = result.compare(earlier, reranked.name)["ndcg@10"]
             verdict = "beats" if c["delta"] > 0 else "does NOT beat"
-            print(f"  {last.name} {verdict} {earlier} on nDCG@10: {c['delta']:+.4f} (p={c['p_value']:.2g}"
+            print(f"  {reranked.name} {verdict} {earlier} on nDCG@10: {c['delta']:+.4f} (p={c['p_value']:.2g}"
                   f"{'' if c['p_value'] < 0.05 else ', not significant'})")
     best = max(result.stages, key=lambda s: s.metrics["ndcg@10"])
     verdict = "beats" if best.metrics["ndcg@10"] > result["bm25"].metrics["ndcg@10"] else "does NOT beat"

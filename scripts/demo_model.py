@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from crossrank import BiEncoder  # noqa: E402
 from crossrank.datasets import Dataset, load_beir  # noqa: E402
-from crossrank.train import CrossEncoderTrainer  # noqa: E402
+from crossrank.train import DISTILLATION, CrossEncoderTrainer  # noqa: E402
 from crossrank.training_data import distillation_groups, mine_examples, pseudo_queries, split_queries  # noqa: E402
 
 import fixtures  # noqa: E402
@@ -103,7 +103,7 @@ def pseudo_query_examples(stage: dict, seed: int) -> tuple[list[tuple], dict[str
     groups, or with the bi-encoder's scaled cosine as the teacher's scores (``"kl"``)."""
     examples_of, counts = [], {}
     teacher = None
-    if stage["loss"] in ("kl", "margin_mse"):
+    if stage["loss"] in DISTILLATION:
         bi = BiEncoder(str(fixtures.fetch_minilm()))
         scale = stage["teacher_scale"]
 
@@ -132,6 +132,11 @@ def _fit(base: Path, examples: list[tuple], loss: str, learning_rate: float, rec
     return trainer, history, time.perf_counter() - start
 
 
+def _summary(history: list) -> dict:
+    """What training.json records of one stage's epochs."""
+    return {"steps": sum(r.steps for r in history), "loss_per_epoch": [r.loss for r in history]}
+
+
 def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = True,
                               recipe: dict | None = None) -> Path:
     """The trained model's directory, training it first when it is not cached."""
@@ -149,15 +154,13 @@ def ensure_demo_cross_encoder(force: bool = False, show_progress_bar: bool = Tru
         # Beside the final model's directory, which saving that model replaces whole.
         base, seconds = target.with_name(target.name + "-intermediate"), seconds + took
         trainer.save(base, overwrite=True)
-        report["intermediate"] = {"examples": counts, "steps": sum(r.steps for r in history),
-                                  "loss_per_epoch": [r.loss for r in history], "training_seconds": round(took, 1)}
+        report["intermediate"] = {"examples": counts, **_summary(history), "training_seconds": round(took, 1)}
     groups, counts = training_examples(recipe)
     trainer, history, took = _fit(base, groups, recipe["loss"], recipe["learning_rate"], recipe, show_progress_bar,
                                   f"on the training queries of {', '.join(recipe['collections'])}")
     seconds += took
     trainer.save(target, overwrite=True)
-    report.update({"examples": counts, "steps": sum(r.steps for r in history),
-                   "loss_per_epoch": [r.loss for r in history], "training_seconds": round(seconds, 1)})
+    report.update({"examples": counts, **_summary(history), "training_seconds": round(seconds, 1)})
     (target / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"trained in {seconds / 60:.1f} min ({report['steps']} steps); loss per epoch "
           + ", ".join(f"{loss:.4f}" for loss in report["loss_per_epoch"]))
