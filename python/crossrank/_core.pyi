@@ -410,6 +410,7 @@ class RuntimeInfo(TypedDict):
     cpu_features: list[str]
     f32_kernel: Literal["avx512", "avx2", "generic"]
     int8_kernel: Literal["avx512vnni", "avxvnni", "avx2", "neon-dotprod", "portable"]
+    int8_ffn_output: Literal["int8x2", "float32"]
     int8_fast: bool
     isa_cap: str | None
     threads: int
@@ -417,8 +418,10 @@ class RuntimeInfo(TypedDict):
 def runtime_info() -> RuntimeInfo:
     """What the CPU engine runs here: the CPU features it saw, the kernels it chose for
     float32 and int8 (``CROSSRANK_ISA=scalar|dotprod|avx2|avxvnni|avx512`` caps the choice), whether
-    ``precision="int8"`` has a fast kernel (without one it warns and runs float32), and
-    the number of threads."""
+    ``precision="int8"`` has a fast kernel (without one it warns and runs float32), how an
+    int8 model keeps its FFN output projections (``"int8x2"``: two int8 terms per weight,
+    with the VNNI and dotprod kernels; ``"float32"`` with the AVX2 one), and the number
+    of threads."""
 
 def reciprocal_rank_fusion(runs: Sequence[Run], k: float = 60.0, weights: Sequence[float] | None = None) -> dict[Any, float]:
     """``{id: sum_i weights[i] / (k + rank_i(id))}``, best first. See :mod:`crossrank.fusion`."""

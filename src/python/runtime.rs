@@ -20,6 +20,7 @@ pub fn runtime_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         "int8_fast",
         crate::score::cpu::int8::fast_kernel_available(),
     )?;
+    out.set_item("int8_ffn_output", info.int8_ffn_output)?;
     out.set_item("isa_cap", info.isa_cap)?;
     out.set_item("threads", super::threads::num_threads())?;
     Ok(out)

@@ -22,17 +22,21 @@
 //! - smoothing 0.25 and the FFN output of the second half of the layers in f32
 //!   (17%): 0.996 on 3 queries; on all 10: min 0.9941, median 0.9962 (first half
 //!   instead: 0.9942 / 0.9968). 6-layer, 10 queries: 0.9989 / 0.9991.
-//!
-//! The target of 0.995 on 10 queries is not reached yet. The FFN output of every layer
-//! in f32 with smoothing (33%) reaches it (10 queries: min 0.9953, median 0.9976) but
-//! leaves a third of the multiply-adds in f32, where int8 is already only 1.21x float32
-//! on AVX2 (benches/RESULTS.md); not chosen.
+//! - smoothing 0.25 and the FFN output of every layer in f32 (33%): 10 queries, min
+//!   0.9953, median 0.9976. Or in two int8 terms (`QuantizedMatrix::quantize_two_term`,
+//!   the rounding residual quantized again: ~14-bit weights at twice the int8 work):
+//!   0.9959 / 0.9971, 6-layer 0.9986 / 0.9989 (session 15, Zen 5).
 //!
 //! So: every int8 layer is smoothed (SmoothQuant, with magnitudes estimated from the
 //! weights and LayerNorm parameters since there is no calibration data): input channel
 //! `k` is divided by `s[k]` and weight column `k` multiplied by it, which equalizes the
-//! columns a per-output-channel weight scale has to cover. And the FFN output projection
-//! of the second half of the layers stays f32 (`keeps_f32`).
+//! columns a per-output-channel weight scale has to cover. And the FFN output
+//! projections, where the weights' rounding hurts most, get more than int8 weights
+//! (`ffn_output_weights`): two int8 terms with the VNNI and dotprod kernels, which do
+//! more than twice f32's multiply-adds per second (on Zen 5 the 12-layer int8 model ran
+//! as fast as with the f32 FFN outputs of the second half, 1.33x float32), f32 with
+//! the AVX2 kernel, which does not (1.43x f32 in its GEMM). Both reach 0.995; int8
+//! scores therefore differ between AVX2 hosts and the others, by about int8's own error.
 
 use std::sync::Mutex;
 
@@ -42,6 +46,7 @@ use tokenizers::Encoding;
 
 use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::{self, QuantizedMatrix, QuantizedRows};
+use super::isa::Int8Kernel;
 use super::kernels;
 use crate::error::{Error, Result};
 use crate::model::checkpoint::InputScheme;
@@ -63,6 +68,19 @@ pub struct Dense {
 enum Weight {
     F32(Vec<f32>),
     Int8(QuantizedMatrix),
+    /// `QuantizedMatrix::quantize_two_term`, with a zero bias of its width.
+    Int8TwoTerm(QuantizedMatrix, Vec<f32>),
+}
+
+/// What a linear layer's weights become under `Precision::Int8`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Int8Weights {
+    /// One int8 code per weight.
+    OneTerm,
+    /// Two int8 terms per weight (`quantize_two_term`): near-f32 weights, int8 speed / 2.
+    TwoTerm,
+    /// Left in f32.
+    Float32,
 }
 
 impl Dense {
@@ -123,16 +141,37 @@ impl Dense {
     /// kernel: then `int8::enabled` warns once and the layer stays f32. `input`: the
     /// typical magnitude of each input channel, for the smoothing (see the module doc).
     pub(crate) fn with_precision(self, precision: Precision, input: &[f32]) -> Self {
-        match (precision, self.weight) {
-            (Precision::Int8, Weight::F32(mut w)) if int8::enabled() => {
+        self.with_int8_weights(precision, Int8Weights::OneTerm, input)
+    }
+
+    /// As `with_precision`, with `weights` saying how an int8 layer stores its weights.
+    pub(crate) fn with_int8_weights(
+        self,
+        precision: Precision,
+        weights: Int8Weights,
+        input: &[f32],
+    ) -> Self {
+        match (precision, weights, self.weight) {
+            (Precision::Int8, Int8Weights::OneTerm | Int8Weights::TwoTerm, Weight::F32(mut w))
+                if int8::enabled() =>
+            {
                 let multipliers = smooth(&mut w, self.in_dim, input);
+                let (out_dim, in_dim) = (self.out_dim, self.in_dim);
+                let weight = if weights == Int8Weights::TwoTerm {
+                    Weight::Int8TwoTerm(
+                        QuantizedMatrix::quantize_two_term(&w, out_dim, in_dim),
+                        vec![0.0; 2 * out_dim],
+                    )
+                } else {
+                    Weight::Int8(QuantizedMatrix::quantize(&w, out_dim, in_dim))
+                };
                 Self {
-                    weight: Weight::Int8(QuantizedMatrix::quantize(&w, self.out_dim, self.in_dim)),
+                    weight,
                     smoothing: Some(multipliers),
                     ..self
                 }
             }
-            (_, weight) => Self { weight, ..self },
+            (_, _, weight) => Self { weight, ..self },
         }
     }
 
@@ -151,7 +190,9 @@ impl Dense {
     fn f32_weight(&self) -> &[f32] {
         match &self.weight {
             Weight::F32(w) => w,
-            Weight::Int8(_) => unreachable!("read before with_precision"),
+            Weight::Int8(_) | Weight::Int8TwoTerm(..) => {
+                unreachable!("read before with_precision")
+            }
         }
     }
 
@@ -184,12 +225,24 @@ impl Dense {
                 kernels::add_bias(out, &self.bias);
             }
             Weight::Int8(weight) => {
-                match &self.smoothing {
-                    Some(m) => scratch.quantize_scaled(x, rows, self.in_dim, m),
-                    None => scratch.quantize(x, rows, self.in_dim),
-                }
+                self.quantize_input(x, rows, scratch);
                 int8::matmul(out, scratch, weight, &self.bias, threads);
             }
+            Weight::Int8TwoTerm(weight, zeros) => {
+                self.quantize_input(x, rows, scratch);
+                let mut wide = std::mem::take(&mut scratch.wide);
+                wide.resize(rows * 2 * self.out_dim, 0.0);
+                int8::matmul(&mut wide, scratch, weight, zeros, threads);
+                int8::sum_terms(out, &wide, rows, &self.bias);
+                scratch.wide = wide;
+            }
+        }
+    }
+
+    fn quantize_input(&self, x: &[f32], rows: usize, scratch: &mut QuantizedRows) {
+        match &self.smoothing {
+            Some(m) => scratch.quantize_scaled(x, rows, self.in_dim, m),
+            None => scratch.quantize(x, rows, self.in_dim),
         }
     }
 
@@ -264,10 +317,15 @@ fn projected(weight: &[f32], bias: &[f32], norm: &Norm) -> Vec<(f32, f32)> {
         .collect()
 }
 
-/// Whether layer `index` of `layers` keeps its FFN output projection in f32: those of
-/// the second half of the layers (see the module doc).
-pub(crate) fn keeps_f32(index: usize, layers: usize) -> bool {
-    index >= layers / 2
+/// How an FFN output projection (the layers most sensitive to int8, see the module
+/// doc) stores its weights under int8: in two int8 terms where that is faster than f32
+/// (`Int8Kernel::two_terms_pay`), else in f32.
+pub(crate) fn ffn_output_weights() -> Int8Weights {
+    if Int8Kernel::detect().two_terms_pay() {
+        Int8Weights::TwoTerm
+    } else {
+        Int8Weights::Float32
+    }
 }
 
 pub(crate) struct Norm {
@@ -304,14 +362,13 @@ struct Layer {
 
 impl Layer {
     /// `input_norm`: the LayerNorm whose output the layer reads (the previous layer's
-    /// output norm, or the embeddings'). `index` of `layers`, for `keeps_f32`.
+    /// output norm, or the embeddings').
     fn load(
         vb: &VarBuilder,
         c: &Config,
         layout: &Layout,
         precision: Precision,
         input_norm: &Norm,
-        (index, layers): (usize, usize),
     ) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let qkv = Dense::load_stacked(
@@ -324,7 +381,8 @@ impl Layer {
         let attention_norm = Norm::load(&vb.pp(layout.attention_norm), h)?;
         let intermediate = Dense::load(&vb.pp(layout.intermediate), h, i)?;
         let output = Dense::load(&vb.pp(layout.output), i, h)?;
-        let output_precision = if keeps_f32(index, layers) {
+        let output_weights = ffn_output_weights();
+        let output_precision = if output_weights == Int8Weights::Float32 {
             Precision::Float32
         } else {
             precision
@@ -355,7 +413,7 @@ impl Layer {
             attention_out: attention_out.with_precision(precision, &values),
             intermediate: intermediate.with_precision(precision, &normalized(&attention_norm)),
             attention_norm,
-            output: output.with_precision(output_precision, &gelu),
+            output: output.with_int8_weights(output_precision, output_weights, &gelu),
             output_norm: Norm::load(&vb.pp(layout.output_norm), h)?,
         })
     }
@@ -471,14 +529,7 @@ impl Encoder {
                 .map(|l| &l.output_norm)
                 .or(projected_norm.as_ref())
                 .unwrap_or(&embedding_norm);
-            let layer = Layer::load(
-                &vb.pp(layout.layer(i)),
-                c,
-                layout,
-                precision,
-                input_norm,
-                (i, n),
-            )?;
+            let layer = Layer::load(&vb.pp(layout.layer(i)), c, layout, precision, input_norm)?;
             layers.push(layer);
         }
         Ok(Self {

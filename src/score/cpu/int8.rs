@@ -128,19 +128,11 @@ impl QuantizedMatrix {
         let mut int_sum = vec![0i32; panels * NR];
         let mut transposed = vec![0i8; in_dim * out_dim];
         for (j, row) in weight.chunks_exact(in_dim.max(1)).take(out_dim).enumerate() {
-            // NaN weights give a NaN scale, so the NaN reaches the output as in f32.
-            let max = row.iter().fold(0f32, |m, v| {
-                if v.abs() > m || v.is_nan() {
-                    v.abs()
-                } else {
-                    m
-                }
-            });
-            let s = if max == 0.0 { 1.0 } else { max / 127.0 };
+            let s = row_scale(row);
             scale[j] = s;
             let mut sum = 0i32;
             for (k, &v) in row.iter().enumerate() {
-                let q = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
+                let q = code(v, s);
                 sum += q as i32;
                 transposed[k * out_dim + j] = q;
             }
@@ -169,6 +161,20 @@ impl QuantizedMatrix {
         }
     }
 
+    /// Two int8 terms per weight, `w ≈ s1[j] * q1[j, k] + s2[j] * q2[j, k]`, with `q2` the
+    /// rounding residual of `q1` quantized in turn: about 14 bits of weight precision,
+    /// at twice the int8 work. Stacked as one (2 * out, in) matrix, `q1`'s rows first,
+    /// so one `matmul` computes both; `sum_terms` adds the halves.
+    pub fn quantize_two_term(weight: &[f32], out_dim: usize, in_dim: usize) -> Self {
+        assert_eq!(weight.len(), out_dim * in_dim, "weight shape");
+        let mut stacked = weight.to_vec();
+        for row in weight.chunks_exact(in_dim.max(1)).take(out_dim) {
+            let s = row_scale(row);
+            stacked.extend(row.iter().map(|&v| v - s * code(v, s) as f32));
+        }
+        Self::quantize(&stacked, 2 * out_dim, in_dim)
+    }
+
     /// The kernel the matrix is packed for.
     #[cfg(test)]
     fn kernel(&self) -> Int8Kernel {
@@ -181,6 +187,48 @@ impl QuantizedMatrix {
         let size = self.groups * 4 * lay.nr * if lay.wide { 2 } else { 1 };
         self.packed.get(p * size..(p + 1) * size).unwrap_or(&[])
     }
+}
+
+/// The per-output-channel scale of a weight row: its largest magnitude maps to 127.
+/// NaN weights give a NaN scale, so the NaN reaches the output as in f32.
+fn row_scale(row: &[f32]) -> f32 {
+    let max = row.iter().fold(0f32, |m, v| {
+        if v.abs() > m || v.is_nan() {
+            v.abs()
+        } else {
+            m
+        }
+    });
+    if max == 0.0 {
+        1.0
+    } else {
+        max / 127.0
+    }
+}
+
+/// The int8 code of weight `v` at scale `s`.
+fn code(v: f32, s: f32) -> i8 {
+    (v / s).round_ties_even().clamp(-127.0, 127.0) as i8
+}
+
+/// `out[i, j] = wide[i, j] + wide[i, n + j] + bias[j]` for `rows` rows: the two terms of a
+/// `quantize_two_term` matrix's product (`wide`: rows x 2n, computed with zero bias).
+pub fn sum_terms(out: &mut [f32], wide: &[f32], rows: usize, bias: &[f32]) {
+    let n = bias.len();
+    if n == 0 {
+        return;
+    }
+    out[..rows * n]
+        .par_chunks_mut(BLOCK * n)
+        .zip(wide[..rows * 2 * n].par_chunks(BLOCK * 2 * n))
+        .for_each(|(out, wide)| {
+            for (out, wide) in out.chunks_exact_mut(n).zip(wide.chunks_exact(2 * n)) {
+                let (first, second) = wide.split_at(n);
+                for (((o, a), b), c) in out.iter_mut().zip(first).zip(second).zip(bias) {
+                    *o = a + b + c;
+                }
+            }
+        });
 }
 
 /// Packs `transposed` ((in, out) row-major) into `lay`; padding (columns past
@@ -260,6 +308,8 @@ pub struct QuantizedRows {
     outliers: Vec<Vec<(u32, u32, f32)>>,
     /// The multiplied input of `quantize_scaled`.
     scaled: Vec<f32>,
+    /// The product of a two-term matrix before its halves are added (`sum_terms`).
+    pub wide: Vec<f32>,
 }
 
 /// Clip threshold, in standard deviations of the row.
@@ -1079,6 +1129,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// With activations that quantize exactly (integers 0..=255, each row spanning the
+    /// range), all the error is the weights' rounding: the two-term matrix must cut it
+    /// by about the 127x of its second code.
+    #[test]
+    fn two_term_weights_remove_the_rounding_error() {
+        let (m, k, n) = (13, 384, 129);
+        let mut seed = 7u64;
+        let mut x: Vec<f32> = (0..m * k)
+            .map(|_| ((lcg(&mut seed) + 1.0) * 127.5).round().clamp(0.0, 255.0))
+            .collect();
+        for row in x.chunks_exact_mut(k) {
+            (row[0], row[1]) = (0.0, 255.0);
+        }
+        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed) * 0.1).collect();
+        let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+        let want = reference(&x, &w, &bias, m, k, n);
+        let mut qx = QuantizedRows::default();
+        qx.quantize(&x, m, k);
+        let max_error = |got: &[f32]| {
+            got.iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        };
+        let mut one_term = vec![f32::NAN; m * n];
+        matmul(
+            &mut one_term,
+            &qx,
+            &QuantizedMatrix::quantize(&w, n, k),
+            &bias,
+            2,
+        );
+        let mut wide = vec![f32::NAN; m * 2 * n];
+        let two = QuantizedMatrix::quantize_two_term(&w, n, k);
+        matmul(&mut wide, &qx, &two, &vec![0.0; 2 * n], 2);
+        let mut two_term = vec![f32::NAN; m * n];
+        sum_terms(&mut two_term, &wide, m, &bias);
+        let (one, two) = (max_error(&one_term), max_error(&two_term));
+        eprintln!("max error: one term {one}, two terms {two}");
+        assert!(
+            one > 0.05,
+            "the one-term error {one} is too small to compare"
+        );
+        assert!(two < one / 50.0, "two terms {two} vs one term {one}");
     }
 
     /// Every kernel computes the same exact i32 sums and the same fused epilogue, so

@@ -272,6 +272,16 @@ impl Int8Kernel {
         self != Self::Portable
     }
 
+    /// Whether the kernel does more than twice the multiply-adds per second of the f32
+    /// GEMM, so that a layer whose weights need more than one int8 code is faster as two
+    /// int8 terms than in f32 (see `encoder`'s module doc). The VNNI and dotprod
+    /// kernels: 4 products per 32-bit lane and instruction where f32 FMA does 1. Not the
+    /// AVX2 one: its exact i16 route measured 1.43x f32 FMA (benches/RESULTS.md). The
+    /// portable one counts with the VNNI kernels, whose scores it reproduces for tests.
+    pub fn two_terms_pay(self) -> bool {
+        self != Self::Avx2
+    }
+
     fn level(self) -> Level {
         match self {
             Self::Avx512Vnni => Level::Avx512,
@@ -303,6 +313,9 @@ pub struct RuntimeInfo {
     /// The int8 matrix kernel: "avx512vnni", "avxvnni", "avx2", "neon-dotprod" or
     /// "portable".
     pub int8_kernel: &'static str,
+    /// How int8 models store their FFN output projections: "int8x2" (two int8 terms)
+    /// or "float32" (`Int8Kernel::two_terms_pay`).
+    pub int8_ffn_output: &'static str,
     /// `CROSSRANK_ISA` as set, if it was.
     pub isa_cap: Option<String>,
 }
@@ -313,6 +326,11 @@ pub fn runtime_info() -> RuntimeInfo {
         cpu_features: cpu::features(),
         f32_kernel: F32Kernel::detect().name(),
         int8_kernel: Int8Kernel::detect().name(),
+        int8_ffn_output: if Int8Kernel::detect().two_terms_pay() {
+            "int8x2"
+        } else {
+            "float32"
+        },
         isa_cap: std::env::var(ENV).ok().filter(|v| !v.trim().is_empty()),
     }
 }

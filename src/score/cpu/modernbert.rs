@@ -8,7 +8,9 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use tokenizers::Encoding;
 
-use super::encoder::{keeps_f32, normalized, Dense, Norm, Packed, GELU_FLOOR};
+use super::encoder::{
+    ffn_output_weights, normalized, Dense, Int8Weights, Norm, Packed, GELU_FLOOR,
+};
 use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::QuantizedRows;
 use super::kernels;
@@ -116,7 +118,8 @@ impl ModernBertEncoder {
                 let qkv = Dense::load_with_bias(&vb.pp(names::QKV), h, 3 * h, c.attention_bias)?;
                 let mlp_norm = norm(&vb.pp(names::MLP_NORM))?;
                 let mlp_in = Dense::load_with_bias(&vb.pp(names::MLP_INPUT), h, 2 * i, c.mlp_bias)?;
-                let mlp_out_precision = if keeps_f32(index, n) {
+                let mlp_out_weights = ffn_output_weights();
+                let mlp_out_precision = if mlp_out_weights == Int8Weights::Float32 {
                     Precision::Float32
                 } else {
                     precision
@@ -152,7 +155,7 @@ impl ModernBertEncoder {
                     .with_precision(precision, &values),
                     mlp_in: mlp_in.with_precision(precision, &normalized(&mlp_norm)),
                     mlp_out: Dense::load_with_bias(&vb.pp(names::MLP_OUTPUT), i, h, c.mlp_bias)?
-                        .with_precision(mlp_out_precision, &glu),
+                        .with_int8_weights(mlp_out_precision, mlp_out_weights, &glu),
                     attn_norm,
                     mlp_norm,
                     window: c.windows[index],

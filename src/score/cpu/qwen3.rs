@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use tokenizers::Encoding;
 
-use super::encoder::{keeps_f32, normalized, Dense, Norm, GELU_FLOOR};
+use super::encoder::{ffn_output_weights, normalized, Dense, Int8Weights, Norm, GELU_FLOOR};
 use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::QuantizedRows;
 use super::kernels;
@@ -131,7 +131,8 @@ impl Qwen3Scorer {
                     h,
                     false,
                 )?;
-                let down_precision = if keeps_f32(i, n) {
+                let down_weights = ffn_output_weights();
+                let down_precision = if down_weights == Int8Weights::Float32 {
                     Precision::Float32
                 } else {
                     precision
@@ -172,7 +173,7 @@ impl Qwen3Scorer {
                     .with_precision(precision, &context),
                     gate_up: gate_up.with_precision(precision, &normalized(&mlp_norm)),
                     down: Dense::load_with_bias(&vb.pp(names::DOWN), inter, h, false)?
-                        .with_precision(down_precision, &gated),
+                        .with_int8_weights(down_precision, down_weights, &gated),
                     input_norm: input_norm.weight,
                     mlp_norm: mlp_norm.weight,
                 })
