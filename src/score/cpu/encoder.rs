@@ -32,7 +32,7 @@
 //! `k` is divided by `s[k]` and weight column `k` multiplied by it, which equalizes the
 //! columns a per-output-channel weight scale has to cover. And the FFN output
 //! projections, where the weights' rounding hurts most, get more than int8 weights
-//! (`ffn_output_weights`): two int8 terms with the VNNI and dotprod kernels, which do
+//! (`ffn_output_format`): two int8 terms with the VNNI and dotprod kernels, which do
 //! more than twice f32's multiply-adds per second (on Zen 5 the 12-layer int8 model ran
 //! as fast as with the f32 FFN outputs of the second half, 1.33x float32), f32 with
 //! the AVX2 kernel, which does not (1.43x f32 in its GEMM). Both reach 0.995; int8
@@ -72,15 +72,14 @@ enum Weight {
     Int8TwoTerm(QuantizedMatrix, Vec<f32>),
 }
 
-/// What a linear layer's weights become under `Precision::Int8`.
+/// How a linear layer stores its weights (`Weight` before quantization).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Int8Weights {
-    /// One int8 code per weight.
-    OneTerm,
-    /// Two int8 terms per weight (`quantize_two_term`): near-f32 weights, int8 speed / 2.
-    TwoTerm,
-    /// Left in f32.
+pub(crate) enum WeightFormat {
     Float32,
+    /// One int8 code per weight.
+    Int8,
+    /// Two int8 terms per weight (`quantize_two_term`): near-f32 weights, int8 speed / 2.
+    Int8TwoTerm,
 }
 
 impl Dense {
@@ -141,23 +140,22 @@ impl Dense {
     /// kernel: then `int8::enabled` warns once and the layer stays f32. `input`: the
     /// typical magnitude of each input channel, for the smoothing (see the module doc).
     pub(crate) fn with_precision(self, precision: Precision, input: &[f32]) -> Self {
-        self.with_int8_weights(precision, Int8Weights::OneTerm, input)
+        let format = match precision {
+            Precision::Int8 => WeightFormat::Int8,
+            Precision::Float32 => WeightFormat::Float32,
+        };
+        self.with_weight_format(format, input)
     }
 
-    /// As `with_precision`, with `weights` saying how an int8 layer stores its weights.
-    pub(crate) fn with_int8_weights(
-        self,
-        precision: Precision,
-        weights: Int8Weights,
-        input: &[f32],
-    ) -> Self {
-        match (precision, weights, self.weight) {
-            (Precision::Int8, Int8Weights::OneTerm | Int8Weights::TwoTerm, Weight::F32(mut w))
+    /// As `with_precision`, in `format`.
+    pub(crate) fn with_weight_format(self, format: WeightFormat, input: &[f32]) -> Self {
+        match (format, self.weight) {
+            (WeightFormat::Int8 | WeightFormat::Int8TwoTerm, Weight::F32(mut w))
                 if int8::enabled() =>
             {
                 let multipliers = smooth(&mut w, self.in_dim, input);
                 let (out_dim, in_dim) = (self.out_dim, self.in_dim);
-                let weight = if weights == Int8Weights::TwoTerm {
+                let weight = if format == WeightFormat::Int8TwoTerm {
                     Weight::Int8TwoTerm(
                         QuantizedMatrix::quantize_two_term(&w, out_dim, in_dim),
                         vec![0.0; 2 * out_dim],
@@ -171,7 +169,7 @@ impl Dense {
                     ..self
                 }
             }
-            (_, _, weight) => Self { weight, ..self },
+            (_, weight) => Self { weight, ..self },
         }
     }
 
@@ -317,14 +315,14 @@ fn projected(weight: &[f32], bias: &[f32], norm: &Norm) -> Vec<(f32, f32)> {
         .collect()
 }
 
-/// How an FFN output projection (the layers most sensitive to int8, see the module
-/// doc) stores its weights under int8: in two int8 terms where that is faster than f32
-/// (`Int8Kernel::two_terms_pay`), else in f32.
-pub(crate) fn ffn_output_weights() -> Int8Weights {
-    if Int8Kernel::detect().two_terms_pay() {
-        Int8Weights::TwoTerm
+/// The weight format of an FFN output projection (the layers most sensitive to int8,
+/// see the module doc) at `precision`: under int8 in two int8 terms where that is
+/// faster than f32 (`Int8Kernel::two_terms_pay`), else in f32.
+pub(crate) fn ffn_output_format(precision: Precision) -> WeightFormat {
+    if precision == Precision::Int8 && Int8Kernel::detect().two_terms_pay() {
+        WeightFormat::Int8TwoTerm
     } else {
-        Int8Weights::Float32
+        WeightFormat::Float32
     }
 }
 
@@ -381,12 +379,7 @@ impl Layer {
         let attention_norm = Norm::load(&vb.pp(layout.attention_norm), h)?;
         let intermediate = Dense::load(&vb.pp(layout.intermediate), h, i)?;
         let output = Dense::load(&vb.pp(layout.output), i, h)?;
-        let output_weights = ffn_output_weights();
-        let output_precision = if output_weights == Int8Weights::Float32 {
-            Precision::Float32
-        } else {
-            precision
-        };
+        let output_format = ffn_output_format(precision);
         // Input magnitudes for the int8 smoothing (see the module doc), estimated only
         // for the layers that run in int8. The context is a weighted mean of values (rows
         // 2h..3h of the fused projection); the FFN output reads GELU of the FFN input
@@ -399,7 +392,7 @@ impl Layer {
         } else {
             Vec::new()
         };
-        let gelu: Vec<f32> = if output_precision == Precision::Int8 {
+        let gelu: Vec<f32> = if output_format != WeightFormat::Float32 {
             intermediate
                 .output_stats(0..i, &attention_norm)
                 .into_iter()
@@ -413,7 +406,7 @@ impl Layer {
             attention_out: attention_out.with_precision(precision, &values),
             intermediate: intermediate.with_precision(precision, &normalized(&attention_norm)),
             attention_norm,
-            output: output.with_int8_weights(output_precision, output_weights, &gelu),
+            output: output.with_weight_format(output_format, &gelu),
             output_norm: Norm::load(&vb.pp(layout.output_norm), h)?,
         })
     }

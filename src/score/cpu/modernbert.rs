@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use tokenizers::Encoding;
 
 use super::encoder::{
-    ffn_output_weights, normalized, Dense, Int8Weights, Norm, Packed, GELU_FLOOR,
+    ffn_output_format, normalized, Dense, Norm, Packed, WeightFormat, GELU_FLOOR,
 };
 use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::QuantizedRows;
@@ -118,12 +118,7 @@ impl ModernBertEncoder {
                 let qkv = Dense::load_with_bias(&vb.pp(names::QKV), h, 3 * h, c.attention_bias)?;
                 let mlp_norm = norm(&vb.pp(names::MLP_NORM))?;
                 let mlp_in = Dense::load_with_bias(&vb.pp(names::MLP_INPUT), h, 2 * i, c.mlp_bias)?;
-                let mlp_out_weights = ffn_output_weights();
-                let mlp_out_precision = if mlp_out_weights == Int8Weights::Float32 {
-                    Precision::Float32
-                } else {
-                    precision
-                };
+                let mlp_out_format = ffn_output_format(precision);
                 // The context is a weighted mean of the values; the MLP output reads
                 // act(input) * gate, both projections of the MLP norm's output.
                 let values: Vec<f32> = if int8 {
@@ -134,7 +129,7 @@ impl ModernBertEncoder {
                 } else {
                     Vec::new()
                 };
-                let glu: Vec<f32> = if mlp_out_precision == Precision::Int8 {
+                let glu: Vec<f32> = if mlp_out_format != WeightFormat::Float32 {
                     let act = mlp_in.output_stats(0..i, &mlp_norm);
                     let gate = mlp_in.output_stats(i..2 * i, &mlp_norm);
                     act.iter()
@@ -155,7 +150,7 @@ impl ModernBertEncoder {
                     .with_precision(precision, &values),
                     mlp_in: mlp_in.with_precision(precision, &normalized(&mlp_norm)),
                     mlp_out: Dense::load_with_bias(&vb.pp(names::MLP_OUTPUT), i, h, c.mlp_bias)?
-                        .with_int8_weights(mlp_out_precision, mlp_out_weights, &glu),
+                        .with_weight_format(mlp_out_format, &glu),
                     attn_norm,
                     mlp_norm,
                     window: c.windows[index],

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use tokenizers::Encoding;
 
-use super::encoder::{ffn_output_weights, normalized, Dense, Int8Weights, Norm, GELU_FLOOR};
+use super::encoder::{ffn_output_format, normalized, Dense, Norm, WeightFormat, GELU_FLOOR};
 use super::gemm::{matmul, Mat, MatMut, B};
 use super::int8::QuantizedRows;
 use super::kernels;
@@ -131,12 +131,7 @@ impl Qwen3Scorer {
                     h,
                     false,
                 )?;
-                let down_weights = ffn_output_weights();
-                let down_precision = if down_weights == Int8Weights::Float32 {
-                    Precision::Float32
-                } else {
-                    precision
-                };
+                let down_format = ffn_output_format(precision);
                 // The attention output reads weighted means of the values (each query head
                 // those of its key/value head); the MLP output reads SiLU(gate) * up.
                 let context: Vec<f32> = if precision == Precision::Int8 {
@@ -150,7 +145,7 @@ impl Qwen3Scorer {
                 } else {
                     Vec::new()
                 };
-                let gated: Vec<f32> = if down_precision == Precision::Int8 {
+                let gated: Vec<f32> = if down_format != WeightFormat::Float32 {
                     let gate = gate_up.output_stats(0..inter, &mlp_norm);
                     let up = gate_up.output_stats(inter..2 * inter, &mlp_norm);
                     gate.iter()
@@ -173,7 +168,7 @@ impl Qwen3Scorer {
                     .with_precision(precision, &context),
                     gate_up: gate_up.with_precision(precision, &normalized(&mlp_norm)),
                     down: Dense::load_with_bias(&vb.pp(names::DOWN), inter, h, false)?
-                        .with_int8_weights(down_precision, down_weights, &gated),
+                        .with_weight_format(down_format, &gated),
                     input_norm: input_norm.weight,
                     mlp_norm: mlp_norm.weight,
                 })
